@@ -1,0 +1,9 @@
+"""Gymnasium tasks over any `robot.Robot` (real arm or sim twin), their wrappers and registry.
+Importing this package registers `realrl/PickCube-v0` and `realrl/PegInsert-v0`."""
+
+from envs.registry import TASK_IDS, make_env, register_tasks, resolve_task_id, task_name
+from envs.robot_env import RobotEnv
+
+register_tasks()
+
+__all__ = ["TASK_IDS", "RobotEnv", "make_env", "register_tasks", "resolve_task_id", "task_name"]
