@@ -19,6 +19,7 @@ HOME_QPOS = np.array([0.0, -0.1849, 0.0, -2.4968, 0.0, 2.3119, 0.7854])
 # TCP pointing straight down (180 degrees about x): the orientation every task holds.
 TCP_DOWN_QUAT = np.array([0.0, 1.0, 0.0, 0.0])
 GRIPPER_MAX_WIDTH = 0.08
+HOLE_RGBA = "0.2 0.45 0.8 1"
 
 
 def yaw_quat(yaw: float) -> np.ndarray:
@@ -122,7 +123,8 @@ class PegInsertScene(Scene):
             (f"0 {-c} {d}", f"{h} {w / 2} {d}"),
         ]
         wall_xml = "\n".join(
-            f'<geom name="hole_wall{i}" class="world" type="box" pos="{pos}" size="{size}" rgba="0.2 0.45 0.8 1"/>'
+            f'<geom name="hole_wall{i}" class="world" type="box" pos="{pos}"'
+            f' size="{size}" rgba="{HOLE_RGBA}"/>'
             for i, (pos, size) in enumerate(walls)
         )
         px, py, pz = self.peg_half
