@@ -1,0 +1,154 @@
+"""The `realrl` command. Each verb has its own subparser (`realrl <verb> --help`); handlers live in
+`realrl.commands` and `benchmarks`, imported lazily so `realrl --help` stays instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from realrl.episodes import EpisodeFormatError
+
+SOURCES = ("scripted",)  # teleop sources arrive with the interventions work
+
+
+def _print_result(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    width = max(len(key) for key in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+
+
+def cmd_demos_record(args: argparse.Namespace) -> None:
+    from realrl.commands.demos import record_scripted, write_contact_sheet
+
+    if args.episodes < 1:
+        raise ValueError("--episodes must be >= 1")
+    if args.noise < 0:
+        raise ValueError("--noise must be >= 0")
+    if args.contact_sheet and args.obs != "pixels":
+        raise ValueError("--contact-sheet needs camera frames: use --obs pixels")
+    summary = record_scripted(
+        args.task,
+        args.episodes,
+        args.out,
+        seed=args.seed,
+        noise=args.noise,
+        obs_mode=args.obs,
+        image_size=args.image_size,
+        randomize=args.randomize,
+        successes_only=args.successes_only,
+        progress=not args.json,
+    )
+    if args.contact_sheet:
+        summary["contact_sheet"] = str(write_contact_sheet(args.out, args.contact_sheet))
+    _print_result(summary, args.json)
+
+
+def cmd_demos_info(args: argparse.Namespace) -> None:
+    from realrl.episodes import iter_episodes, summarize
+
+    summary = summarize(args.directory)
+    if args.verify:
+        summary["verified_episodes"] = sum(1 for _ in iter_episodes(args.directory))
+    _print_result(summary, args.json)
+
+
+def cmd_demos_sheet(args: argparse.Namespace) -> None:
+    from realrl.commands.demos import write_contact_sheet
+
+    print(write_contact_sheet(args.directory, args.out, max_episodes=args.episodes))
+
+
+def cmd_bench_sim(args: argparse.Namespace) -> None:
+    from benchmarks.sim import run
+
+    _print_result(
+        run(args.task, steps=args.steps, repeats=args.repeats, image_size=args.image_size), args.json
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="realrl",
+        description="Real-robot RL on the SERL pattern: MuJoCo sim twins, demos, benchmarks.",
+    )
+    verbs = parser.add_subparsers(dest="verb", metavar="<verb>", required=True)
+
+    demos = verbs.add_parser("demos", help="record and inspect demonstration datasets")
+    demo_verbs = demos.add_subparsers(dest="demos_verb", metavar="<action>", required=True)
+    record = demo_verbs.add_parser("record", help="record demos into a directory (appends if it exists)")
+    record.add_argument("--task", required=True, help="task id (realrl/PickCube-v0) or short name (PickCube)")
+    record.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="scripted",
+        help="who acts: 'scripted' = the twin's privileged-state expert",
+    )
+    record.add_argument("--episodes", type=int, required=True, help="episodes to record")
+    record.add_argument(
+        "--out", required=True, help="demo directory (created; appended to if it holds the task)"
+    )
+    record.add_argument(
+        "--seed", type=int, default=0, help="seed of the first episode; episode k uses seed+k"
+    )
+    record.add_argument(
+        "--noise", type=float, default=0.0, help="std of Gaussian action noise (sub-optimal demos)"
+    )
+    record.add_argument(
+        "--obs",
+        choices=("state", "pixels"),
+        default="pixels",
+        help="observation mode stored in the files (pixels keeps uint8 camera frames)",
+    )
+    record.add_argument("--image-size", type=int, default=128, help="square camera frame size in pixels")
+    record.add_argument(
+        "--randomize",
+        action="store_true",
+        help="full domain randomisation (colours, lighting, friction, mass, camera jitter)",
+    )
+    record.add_argument("--successes-only", action="store_true", help="keep only successful episodes")
+    record.add_argument("--contact-sheet", metavar="PNG", help="also write a contact sheet of camera frames")
+    record.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    record.set_defaults(handler=cmd_demos_record)
+
+    info = demo_verbs.add_parser("info", help="summarise a demo directory")
+    info.add_argument("directory")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument("--verify", action="store_true", help="also load every file and check its checksum")
+    info.set_defaults(handler=cmd_demos_info)
+
+    sheet = demo_verbs.add_parser("sheet", help="write a contact sheet PNG of a pixel demo directory")
+    sheet.add_argument("directory")
+    sheet.add_argument("--out", required=True, metavar="PNG")
+    sheet.add_argument("--episodes", type=int, default=4, help="rows (episodes) on the sheet")
+    sheet.set_defaults(handler=cmd_demos_sheet)
+
+    bench = verbs.add_parser("bench", help="speed benchmarks; each prints one JSON object with --json")
+    bench_verbs = bench.add_subparsers(dest="bench_verb", metavar="<what>", required=True)
+    bench_sim = bench_verbs.add_parser("sim", help="env steps/s of the sim twin, state and pixels mode")
+    bench_sim.add_argument("--task", default="PickCube")
+    bench_sim.add_argument("--steps", type=int, default=1000, help="env steps per timed run")
+    bench_sim.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")
+    bench_sim.add_argument("--image-size", type=int, default=128)
+    bench_sim.add_argument("--json", action="store_true", help="print one JSON object")
+    bench_sim.set_defaults(handler=cmd_bench_sim)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.handler(args)
+    except (ValueError, EpisodeFormatError, RuntimeError, OSError) as error:
+        print(f"realrl: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

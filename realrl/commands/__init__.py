@@ -1,0 +1,1 @@
+"""Implementations of the `realrl` verbs; `realrl.cli` only parses arguments and dispatches."""

@@ -1,0 +1,125 @@
+"""`realrl demos`: record scripted demonstrations in the sim twin, summarise a demo directory, and
+draw a contact sheet of camera frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from envs import make_env, resolve_task_id
+from realrl.episodes import Episode, EpisodeBuilder, EpisodeWriter, iter_episodes, summarize
+from sim import SimRobot, make_expert
+
+
+def record_scripted(
+    task: str,
+    episodes: int,
+    out: str | Path,
+    *,
+    seed: int = 0,
+    noise: float = 0.0,
+    obs_mode: str = "pixels",
+    image_size: int = 128,
+    randomize: bool = False,
+    successes_only: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Roll out the twin's scripted expert and append the episodes to `out`.
+
+    Episode k of a directory uses seed `seed + k`, so appending to a directory continues the
+    sequence instead of repeating it. With `successes_only`, failed rollouts are dropped and
+    retried (at most 3x the requested count)."""
+    env_id = resolve_task_id(task)
+    env = make_env(env_id, obs_mode=obs_mode, image_size=image_size, randomize=randomize)
+    unwrapped = env.unwrapped
+    if not isinstance(unwrapped.robot, SimRobot):
+        raise ValueError("scripted demos need the sim twin (the experts read privileged sim state)")
+    spec = unwrapped.task.spec
+    writer = EpisodeWriter(
+        out,
+        task=env_id,
+        obs_mode=obs_mode,
+        source="scripted",
+        noise=noise,
+        control_hz=unwrapped.robot.control_hz,
+        randomize=randomize,
+    )
+    builder = EpisodeBuilder()
+    attempt_seed = seed + len(writer.manifest["episodes"])
+    recorded, attempts = 0, 0
+    with tqdm(total=episodes, desc=f"demos {spec.name}", unit="ep", disable=not progress) as bar:
+        while recorded < episodes and attempts < (3 * episodes if successes_only else episodes):
+            episode = rollout_expert(env, builder, seed=attempt_seed, noise=noise)
+            attempt_seed += 1
+            attempts += 1
+            if successes_only and not episode.succeeded:
+                continue
+            writer.add(episode)
+            recorded += 1
+            bar.update(1)
+            bar.set_postfix(success=f"{episode.succeeded}", steps=len(episode))
+    env.close()
+    if recorded < episodes:
+        raise RuntimeError(
+            f"only {recorded}/{episodes} successful episodes in {attempts} attempts "
+            f"(noise {noise}); lower --noise or drop --successes-only"
+        )
+    return summarize(out)
+
+
+def rollout_expert(env, builder: EpisodeBuilder, *, seed: int, noise: float) -> Episode:
+    unwrapped = env.unwrapped
+    spec = unwrapped.task.spec
+    expert = make_expert(spec.twin, spec.action_scale, noise=noise, seed=seed)
+    obs, _ = env.reset(seed=seed)
+    builder.start(obs)
+    while True:
+        action = expert.act(unwrapped.robot.get_state(), unwrapped.robot.get_object_poses())
+        obs, reward, terminated, truncated, info = env.step(action)
+        builder.add(action, obs, reward, terminated, truncated, info)
+        if terminated or truncated:
+            return builder.build()
+
+
+def contact_sheet(episodes: list[Episode], columns: int = 6) -> np.ndarray:
+    """RGB image: one row per episode, `columns` frames evenly spaced in time, every camera side
+    by side in each cell, labelled with the episode and step."""
+    if not episodes or not episodes[0].images:
+        raise ValueError("a contact sheet needs pixel demos (record with --obs pixels)")
+    rows = []
+    for index, episode in enumerate(episodes):
+        times = np.linspace(0, len(episode), columns).round().astype(int)
+        cells = []
+        for t in times:
+            cell = np.concatenate([frames[t] for frames in episode.images.values()], axis=1).copy()
+            cv2.putText(
+                cell,
+                f"ep{index} t={t}",
+                (3, 12),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.35,
+                (255, 255, 255),
+                1,
+                cv2.LINE_AA,
+            )
+            cells.append(np.pad(cell, ((1, 1), (1, 1), (0, 0))))
+        rows.append(np.concatenate(cells, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def write_contact_sheet(directory: str | Path, path: str | Path, max_episodes: int = 4) -> Path:
+    episodes = []
+    for episode in iter_episodes(directory):
+        episodes.append(episode)
+        if len(episodes) == max_episodes:
+            break
+    sheet = contact_sheet(episodes)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    return path
