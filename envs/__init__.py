@@ -3,7 +3,26 @@ Importing this package registers `realrl/PickCube-v0` and `realrl/PegInsert-v0`.
 
 from envs.registry import TASK_IDS, make_env, register_tasks, resolve_task_id, task_name
 from envs.robot_env import RobotEnv
+from envs.wrappers import (
+    EpisodeStats,
+    GripperTogglePenalty,
+    ImageTransform,
+    RelativeFrameActions,
+    VideoRecorder,
+)
 
 register_tasks()
 
-__all__ = ["TASK_IDS", "RobotEnv", "make_env", "register_tasks", "resolve_task_id", "task_name"]
+__all__ = [
+    "TASK_IDS",
+    "EpisodeStats",
+    "GripperTogglePenalty",
+    "ImageTransform",
+    "RelativeFrameActions",
+    "RobotEnv",
+    "VideoRecorder",
+    "make_env",
+    "register_tasks",
+    "resolve_task_id",
+    "task_name",
+]

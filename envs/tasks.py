@@ -91,7 +91,10 @@ class PickCube(Task):
 
     def reward_terms(self, state, objects, gripper_cmd):
         distance = float(np.linalg.norm(state.tcp_pos - objects["cube"].pos))
-        holding = distance < 0.02 and state.gripper_width < 2 * self.cube_half + 0.004 and gripper_cmd > 0
+        # Closed on the cube: fingers stopped by it, anywhere between its width and its diagonal
+        # (a yawed cube is held corner to corner).
+        stopped = 2 * self.cube_half - 0.004 < state.gripper_width < 2 * self.cube_half * np.sqrt(2) + 0.004
+        holding = distance < 0.02 and stopped and gripper_cmd > 0
         return {
             "reach": tolerance(distance, 0.1),
             "grasp": float(holding),

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,7 +233,7 @@ def load_episode(directory: str | Path, entry: dict[str, Any], *, verify: bool =
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as error:
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as error:
         raise EpisodeFormatError(
             f"{path}: unreadable episode file ({type(error).__name__}: {error})"
         ) from error

@@ -17,8 +17,10 @@ class Pose:
     quat: np.ndarray
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "pos", np.asarray(self.pos, dtype=np.float64).reshape(3))
-        object.__setattr__(self, "quat", np.asarray(self.quat, dtype=np.float64).reshape(4))
+        object.__setattr__(
+            self, "pos", np.array(self.pos, dtype=np.float64).reshape(3)
+        )  # copy: never alias sim state
+        object.__setattr__(self, "quat", np.array(self.quat, dtype=np.float64).reshape(4))
 
 
 @dataclass(frozen=True)

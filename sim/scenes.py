@@ -16,6 +16,7 @@ ARM_SCENE_XML = Path(__file__).parent / "assets" / "panda_scene.xml"
 
 # Ready posture: TCP at (0.45, 0, 0.25) pointing down, fingers opening along the base y axis.
 HOME_QPOS = np.array([0.0, -0.1849, 0.0, -2.4968, 0.0, 2.3119, 0.7854])
+HOME_TCP_POS = np.array([0.45, 0.0, 0.25])
 # TCP pointing straight down (180 degrees about x): the orientation every task holds.
 TCP_DOWN_QUAT = np.array([0.0, 1.0, 0.0, 0.0])
 GRIPPER_MAX_WIDTH = 0.08
@@ -64,6 +65,12 @@ def set_arm_qpos(model: mujoco.MjModel, data: mujoco.MjData, qpos: np.ndarray) -
         data.qpos[model.jnt_qposadr[model.joint(name).id]] = value
 
 
+def place_tcp(model: mujoco.MjModel, data: mujoco.MjData, pos: np.ndarray) -> None:
+    """Put the arm where the TCP is at `pos`, pointing down, solving IK from the ready posture."""
+    set_arm_qpos(model, data, HOME_QPOS)
+    set_arm_qpos(model, data, solve_ik(model, data, "tcp", pos, TCP_DOWN_QUAT))
+
+
 def set_free_body_pose(model: mujoco.MjModel, data: mujoco.MjData, body: str, pos, quat) -> None:
     adr = model.jnt_qposadr[model.body(body).jntadr[0]]
     data.qpos[adr : adr + 3] = pos
@@ -88,8 +95,11 @@ class PickCubeScene(Scene):
     friction_geoms = ("cube",)
     tracked_objects = ("cube",)
 
+    start_jitter = 0.03  # m, per axis around the ready pose
+
     def reset(self, model, data, rng):
-        set_arm_qpos(model, data, HOME_QPOS + rng.normal(0.0, 0.02, size=7))
+        start = HOME_TCP_POS + rng.uniform(-self.start_jitter, self.start_jitter, size=3)
+        place_tcp(model, data, start)
         xy = rng.uniform(self.spawn_lo, self.spawn_hi)
         set_free_body_pose(
             model, data, "cube", [xy[0], xy[1], self.cube_half], yaw_quat(rng.uniform(-0.6, 0.6))
@@ -153,8 +163,7 @@ class PegInsertScene(Scene):
         model.body("hole").pos[:] = [hole_xy[0], hole_xy[1], 0.0]
         model.body("hole").quat[:] = yaw_quat(rng.uniform(-0.05, 0.05))
         start = np.append(hole_xy + rng.uniform(-self.start_offset, self.start_offset, 2), self.start_height)
-        set_arm_qpos(model, data, HOME_QPOS)
-        set_arm_qpos(model, data, solve_ik(model, data, "tcp", start, TCP_DOWN_QUAT))
+        place_tcp(model, data, start)
         # Peg between the pads, fingers already closed onto its 2.5 cm width.
         set_free_body_pose(model, data, "peg", start - [0, 0, self.peg_below_tcp], [1.0, 0.0, 0.0, 0.0])
         for finger in ("finger_left", "finger_right"):
