@@ -1,0 +1,141 @@
+"""Networks of the RLPD / SERL agents: MLPs, a vectorised critic ensemble (and the loop version it
+is measured against), and the tanh-Gaussian actor. Everything takes features, never raw images:
+encoders live in `learner.encoders`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def mlp(input_dim: int, hidden: Sequence[int], output_dim: int, *, layer_norm: bool = False) -> nn.Sequential:
+    """Linear -> [LayerNorm] -> ReLU per hidden layer, then a linear output layer."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(input_dim, width)] + ([nn.LayerNorm(width)] if layer_norm else []) + [nn.ReLU()]
+        input_dim = width
+    layers.append(nn.Linear(input_dim, output_dim))
+    return nn.Sequential(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """E independent linear layers applied in one batched matmul: (E, B, in) -> (E, B, out)."""
+
+    def __init__(self, ensemble: int, input_dim: int, output_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(ensemble, input_dim, output_dim))
+        self.bias = nn.Parameter(torch.empty(ensemble, 1, output_dim))
+        # Same distribution as nn.Linear's default, member by member.
+        bound = 1.0 / math.sqrt(input_dim)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over features with a separate affine transform per ensemble member."""
+
+    def __init__(self, ensemble: int, width: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ensemble, 1, width))
+        self.bias = nn.Parameter(torch.zeros(ensemble, 1, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.bias, F.layer_norm(x, x.shape[-1:]), self.weight)
+
+
+class CriticEnsemble(nn.Module):
+    """E Q-functions Q(features, action) -> (E, B), vectorised: every layer is one batched matmul
+    for all members. LayerNorm in every hidden layer (RLPD)."""
+
+    def __init__(
+        self, input_dim: int, action_dim: int, hidden: Sequence[int], ensemble: int, layer_norm: bool = True
+    ) -> None:
+        super().__init__()
+        self.ensemble = ensemble
+        layers: list[nn.Module] = []
+        width_in = input_dim + action_dim
+        for width in hidden:
+            layers.append(EnsembleLinear(ensemble, width_in, width))
+            if layer_norm:
+                layers.append(EnsembleLayerNorm(ensemble, width))
+            layers.append(nn.ReLU())
+            width_in = width
+        layers.append(EnsembleLinear(ensemble, width_in, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([features, action], dim=-1)
+        x = x.unsqueeze(0).expand(self.ensemble, *x.shape)
+        return self.net(x).squeeze(-1)
+
+
+class LoopCriticEnsemble(nn.Module):
+    """The same ensemble as E separate MLPs run one after another; kept to measure against the
+    vectorised version per device (`realrl bench learner --critic-impl`)."""
+
+    def __init__(
+        self, input_dim: int, action_dim: int, hidden: Sequence[int], ensemble: int, layer_norm: bool = True
+    ) -> None:
+        super().__init__()
+        self.ensemble = ensemble
+        self.members = nn.ModuleList(
+            mlp(input_dim + action_dim, hidden, 1, layer_norm=layer_norm) for _ in range(ensemble)
+        )
+
+    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([features, action], dim=-1)
+        return torch.stack([member(x).squeeze(-1) for member in self.members])
+
+
+def make_critic(
+    impl: str, input_dim: int, action_dim: int, hidden: Sequence[int], ensemble: int, layer_norm: bool = True
+) -> nn.Module:
+    if impl not in CRITIC_IMPLS:
+        raise ValueError(f"critic implementation must be one of {sorted(CRITIC_IMPLS)}, got {impl!r}")
+    return CRITIC_IMPLS[impl](input_dim, action_dim, hidden, ensemble, layer_norm)
+
+
+CRITIC_IMPLS = {"vectorized": CriticEnsemble, "loop": LoopCriticEnsemble}
+
+
+class TanhGaussianActor(nn.Module):
+    """pi(a | features): a Gaussian squashed by tanh into [-1, 1], log-std clipped to a range."""
+
+    def __init__(
+        self,
+        input_dim: int,
+        action_dim: int,
+        hidden: Sequence[int],
+        log_std_min: float = -20.0,
+        log_std_max: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.net = mlp(input_dim, hidden, 2 * action_dim)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def distribution(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(features).chunk(2, dim=-1)
+        return mean, log_std.clamp(self.log_std_min, self.log_std_max)
+
+    def forward(
+        self, features: torch.Tensor, deterministic: bool = False, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Action (B, A) in [-1, 1] and its log-probability (B,) under the squashed distribution."""
+        mean, log_std = self.distribution(features)
+        std = log_std.exp()
+        if deterministic:
+            pre_tanh = mean
+        else:
+            noise = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
+            pre_tanh = mean + std * noise
+        log_prob = (-0.5 * ((pre_tanh - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        # log |d tanh(u) / du| = log(1 - tanh(u)^2), written stably: 2 (log 2 - u - softplus(-2u)).
+        log_prob = log_prob - (2 * (math.log(2) - pre_tanh - F.softplus(-2 * pre_tanh))).sum(-1)
+        return torch.tanh(pre_tanh), log_prob

@@ -1,0 +1,282 @@
+"""RLPD soft actor-critic, state or pixels. Losses are small named functions (testable without an
+optimiser); `SACAgent.update` only chains critic -> actor -> temperature updates.
+
+RLPD facts (DESIGN.md): ensemble of 10 critics with LayerNorm, target = min over a random subset
+of 2, actor loss on the mean over all critics, UTD critic updates per actor/temperature update,
+target entropy -|A|/2. Pixel variant: DrQ random shift; the encoder is trained by the critic only
+and the actor sees detached features. No host syncs in `update`: metrics stay tensors."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from learner.augment import random_shift
+from learner.batch import Batch
+from learner.encoders import ObservationEncoder, to_float_nchw
+from learner.networks import TanhGaussianActor, make_critic
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and of every critic."""
+    critics: int = 10
+    """Critic ensemble size E."""
+    critic_subsample: int = 2
+    """M: the target takes the min over a random subset of M critics."""
+    critic_impl: Literal["auto", "vectorized", "loop"] = "auto"
+    """Ensemble implementation; auto picks the one measured faster on the device."""
+    critic_layer_norm: bool = True
+    """LayerNorm in every critic hidden layer (RLPD)."""
+    gamma: float = 0.99
+    """Discount per env step."""
+    tau: float = 0.005
+    """Polyak rate of the target critic (and target encoder)."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics and the encoder."""
+    temperature_lr: float = 3e-4
+    """Adam learning rate of the entropy temperature."""
+    init_temperature: float = 1.0
+    """Initial entropy temperature (RLPD 1.0; SERL uses 1e-2)."""
+    target_entropy: float | None = None
+    """Entropy target; none means -|A|/2."""
+    backup_entropy: bool = True
+    """Subtract alpha * log pi(a'|s') in the critic target."""
+    log_std_min: float = -20.0
+    """Lower clip of the actor's log standard deviation."""
+    log_std_max: float = 2.0
+    """Upper clip of the actor's log standard deviation."""
+    encoder: Literal["conv", "resnet18"] = "conv"
+    """Image encoder: conv trained from scratch, or frozen ImageNet ResNet-18 + spatial pooling."""
+    pretrained_encoder: bool = True
+    """Load ImageNet weights for resnet18 (downloaded once to the torch hub cache)."""
+    image_pad: int = 4
+    """DrQ random-shift padding in pixels (0 disables augmentation)."""
+
+
+# Measured with `realrl bench learner --critic-impl` (E=10, B=256, 256x2): see README.
+PREFERRED_CRITIC_IMPL = {"cpu": "vectorized", "cuda": "vectorized"}
+
+
+# -- losses --------------------------------------------------------------------------------------
+def critic_target(
+    next_q: torch.Tensor,
+    next_log_prob: torch.Tensor,
+    reward: torch.Tensor,
+    discount: torch.Tensor,
+    mask: torch.Tensor,
+    alpha: torch.Tensor,
+    backup_entropy: bool,
+) -> torch.Tensor:
+    """y = r + discount * mask * (min_subset Q'(s', a') - alpha * log pi(a'|s')); next_q is (M, B)."""
+    batch = reward.shape[0]
+    assert next_q.ndim == 2 and next_q.shape[1] == batch, next_q.shape
+    assert next_log_prob.shape == reward.shape == discount.shape == mask.shape == (batch,)
+    next_v = next_q.min(dim=0).values
+    if backup_entropy:
+        next_v = next_v - alpha * next_log_prob
+    # where, not a product: after a terminal, next_obs may be garbage (NaN * 0 is still NaN).
+    target = reward + discount * torch.where(mask > 0, next_v, torch.zeros_like(next_v))
+    assert target.shape == (batch,)
+    return target
+
+
+def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared TD error over every critic of the ensemble; q is (E, B), target (B,)."""
+    assert q.ndim == 2 and target.shape == (q.shape[1],), (q.shape, target.shape)
+    return ((q - target.unsqueeze(0)) ** 2).mean()
+
+
+def actor_loss(q: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """E[alpha * log pi(a|s) - mean_e Q_e(s, a)]; q is (E, B)."""
+    assert q.ndim == 2 and log_prob.shape == (q.shape[1],), (q.shape, log_prob.shape)
+    return (alpha * log_prob - q.mean(dim=0)).mean()
+
+
+def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """alpha * (entropy - target): alpha grows while the policy's entropy is below the target."""
+    assert log_prob.ndim == 1
+    return log_alpha.exp() * (-log_prob.detach() - target_entropy).mean()
+
+
+# -- optimiser step that can never write non-finite weights ---------------------------------------
+def guarded_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], grads, loss: torch.Tensor):
+    """Apply `grads` unless `loss` is non-finite, without a host sync: NaN gradients are zeroed and
+    the parameters are restored from a snapshot where the loss was bad (Adam's moments then decay
+    one step, the weights do not move). Returns the finite flag as a 0-d bool tensor."""
+    finite = torch.isfinite(loss)
+    for param, grad in zip(params, grads, strict=True):
+        param.grad = torch.where(finite, torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+    snapshot = [param.detach().clone() for param in params]
+    optimizer.step()
+    with torch.no_grad():
+        for param, before in zip(params, snapshot, strict=True):
+            param.copy_(torch.where(finite, param, before))
+    return finite
+
+
+class SACAgent(nn.Module):
+    def __init__(
+        self,
+        config: SACConfig,
+        state_dim: int,
+        action_dim: int,
+        cameras: tuple[str, ...] = (),
+        image_size: int = 128,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.config, self.cameras, self.action_dim = config, tuple(cameras), action_dim
+        self.device = torch.device(device)
+        impl = config.critic_impl
+        if impl == "auto":
+            impl = PREFERRED_CRITIC_IMPL.get(self.device.type, "vectorized")
+        torch.manual_seed(seed)
+        self.encoder = ObservationEncoder(
+            state_dim, self.cameras, image_size, config.encoder, config.pretrained_encoder
+        )
+        features = self.encoder.output_dim
+        self.critic = make_critic(
+            impl, features, action_dim, config.hidden, config.critics, config.critic_layer_norm
+        )
+        self.actor = TanhGaussianActor(
+            features, action_dim, config.hidden, config.log_std_min, config.log_std_max
+        )
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_temperature)))
+        self.target_entropy = config.target_entropy if config.target_entropy is not None else -action_dim / 2
+        self.to(self.device)
+        self.critic_params = [
+            p for p in [*self.encoder.parameters(), *self.critic.parameters()] if p.requires_grad
+        ]
+        self.actor_params = list(self.actor.parameters())
+        self.critic_optimizer = torch.optim.Adam(self.critic_params, lr=config.critic_lr)
+        self.actor_optimizer = torch.optim.Adam(self.actor_params, lr=config.actor_lr)
+        self.temperature_optimizer = torch.optim.Adam([self.log_alpha], lr=config.temperature_lr)
+        self.generator = torch.Generator(self.device).manual_seed(seed)
+        self.act_generator = torch.Generator(self.device).manual_seed(seed + 1)
+        self.nonfinite_streak = torch.zeros((), dtype=torch.long, device=self.device)
+        self.nonfinite_total = torch.zeros((), dtype=torch.long, device=self.device)
+        self._update_finite = torch.ones((), dtype=torch.bool, device=self.device)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.exp()
+
+    # -- encoding ---------------------------------------------------------------------------
+    def _images(self, images: dict[str, torch.Tensor], augment: bool) -> torch.Tensor | None:
+        """uint8 {camera: (N, H, W, 3)} -> float (K, N, 3, H, W), DrQ-shifted per image if augment."""
+        if not self.cameras:
+            return None
+        stacked = to_float_nchw(torch.cat([images[c] for c in self.cameras]))
+        if augment and self.config.image_pad:
+            stacked = random_shift(stacked, self.config.image_pad, self.generator)
+        return stacked.reshape(len(self.cameras), -1, *stacked.shape[1:])
+
+    def _encode_pair(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Online features of obs (with grad) and next_obs (detached) in one encoder pass, plus the
+        target encoder's features of next_obs."""
+        n = len(batch)
+        state = torch.cat([batch.state, batch.next_state])
+        images = {c: torch.cat([batch.images[c], batch.next_images[c]]) for c in self.cameras}
+        pixels = self._images(images, augment=True)
+        online = self.encoder(state, pixels)
+        with torch.no_grad():
+            next_pixels = None if pixels is None else pixels[:, n:]
+            target = self.target_encoder(batch.next_state, next_pixels)
+        return online[:n], online[n:].detach(), target
+
+    # -- updates ----------------------------------------------------------------------------
+    def update_critic(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        features, next_features, next_target_features = self._encode_pair(batch)
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor(next_features, generator=self.generator)
+            subset = torch.randperm(self.config.critics, device=self.device, generator=self.generator)
+            next_q = self.target_critic(next_target_features, next_action)[
+                subset[: self.config.critic_subsample]
+            ]
+            target = critic_target(
+                next_q,
+                next_log_prob,
+                batch.reward,
+                batch.discount,
+                batch.mask,
+                self.alpha,
+                self.config.backup_entropy,
+            )
+        q = self.critic(features, batch.action)
+        loss = critic_loss(q, target)
+        grads = torch.autograd.grad(loss, self.critic_params, allow_unused=True)
+        grads = [
+            torch.zeros_like(p) if g is None else g for p, g in zip(self.critic_params, grads, strict=True)
+        ]
+        finite = guarded_step(self.critic_optimizer, self.critic_params, grads, loss)
+        self._track_finite(finite)
+        self._soft_update_targets()
+        return {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}, features.detach()
+
+    def update_actor(self, features: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        action, log_prob = self.actor(features, generator=self.generator)
+        q = self.critic(features, action)
+        loss = actor_loss(q, log_prob, self.alpha.detach())
+        # Gradients w.r.t. the actor only: the critic's .grad is never touched by the actor loss.
+        grads = torch.autograd.grad(loss, self.actor_params)
+        self._track_finite(guarded_step(self.actor_optimizer, self.actor_params, grads, loss))
+        entropy = -log_prob.detach().mean()
+        return {"actor_loss": loss.detach(), "entropy": entropy}, log_prob.detach()
+
+    def update_temperature(self, log_prob: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+        grads = torch.autograd.grad(loss, [self.log_alpha])
+        self._track_finite(guarded_step(self.temperature_optimizer, [self.log_alpha], grads, loss))
+        return {"temperature_loss": loss.detach(), "temperature": self.alpha.detach()}
+
+    def update(self, batch: Batch, utd: int = 1) -> dict[str, torch.Tensor]:
+        """`utd` critic updates on equal slices of `batch`, then one actor and one temperature update
+        on the last slice (RLPD). Returns detached metric tensors (read them only when logging).
+        An update with any non-finite loss counts towards `nonfinite_streak`."""
+        self._update_finite = torch.ones((), dtype=torch.bool, device=self.device)
+        for minibatch in batch.split(utd):
+            metrics, features = self.update_critic(minibatch)
+        actor_metrics, log_prob = self.update_actor(features)
+        metrics = {**metrics, **actor_metrics, **self.update_temperature(log_prob)}
+        self.nonfinite_streak = torch.where(self._update_finite, 0, self.nonfinite_streak + 1)
+        self.nonfinite_total = self.nonfinite_total + (~self._update_finite).long()
+        return {**metrics, "nonfinite_streak": self.nonfinite_streak.clone()}
+
+    def _track_finite(self, finite: torch.Tensor) -> None:
+        self._update_finite = self._update_finite & finite
+
+    @torch.no_grad()
+    def _soft_update_targets(self) -> None:
+        targets = [*self.target_encoder.parameters(), *self.target_critic.parameters()]
+        online = [*self.encoder.parameters(), *self.critic.parameters()]
+        torch._foreach_lerp_(targets, online, self.config.tau)
+
+    # -- acting -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: dict, deterministic: bool = False) -> np.ndarray:
+        """One env observation (numpy) -> one action in [-1, 1] (numpy float32)."""
+        state = torch.as_tensor(obs["state"], device=self.device).unsqueeze(0)
+        images = {c: torch.as_tensor(obs["images"][c], device=self.device).unsqueeze(0) for c in self.cameras}
+        features = self.encoder(state, self._images(images, augment=False))
+        action, _ = self.actor(features, deterministic=deterministic, generator=self.act_generator)
+        return action[0].cpu().numpy().astype(np.float32)
+
+    def policy_state_dict(self) -> dict[str, torch.Tensor]:
+        """What an actor process needs: the encoder and the actor, never the critics."""
+        return {
+            **{f"encoder.{k}": v for k, v in self.encoder.state_dict().items()},
+            **{f"actor.{k}": v for k, v in self.actor.state_dict().items()},
+        }
