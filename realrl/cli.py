@@ -63,6 +63,15 @@ def cmd_demos_sheet(args: argparse.Namespace) -> None:
     print(write_contact_sheet(args.directory, args.out, max_episodes=args.episodes))
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from learner.train import TrainConfig, Trainer
+    from realrl.config import dataclass_from_args
+
+    config = dataclass_from_args(TrainConfig, args)
+    summary = Trainer(config, args.out, resume=args.resume, progress=not args.json).run()
+    _print_result(summary, args.json)
+
+
 def cmd_bench_sim(args: argparse.Namespace) -> None:
     from benchmarks.sim import run
 
@@ -127,6 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
     sheet.add_argument("--episodes", type=int, default=4, help="rows (episodes) on the sheet")
     sheet.set_defaults(handler=cmd_demos_sheet)
 
+    train = verbs.add_parser(
+        "train",
+        help="train on a sim twin task from demos (RLPD SAC)",
+        description="RLPD soft actor-critic on a sim twin task, mixing scripted demos with online data. "
+        "Writes config.json, metrics.jsonl, learning_curve.png and checkpoints/ into --out.",
+    )
+    train.add_argument("--out", required=True, help="run directory")
+    train.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/latest")
+    train.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+    from learner.train import TrainConfig
+    from realrl.config import add_dataclass_arguments
+
+    add_dataclass_arguments(train, TrainConfig)
+    train.set_defaults(handler=cmd_train)
+
     bench = verbs.add_parser("bench", help="speed benchmarks; each prints one JSON object with --json")
     bench_verbs = bench.add_subparsers(dest="bench_verb", metavar="<what>", required=True)
     bench_sim = bench_verbs.add_parser("sim", help="env steps/s of the sim twin, state and pixels mode")
@@ -144,7 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.handler(args)
-    except (ValueError, EpisodeFormatError, RuntimeError, OSError) as error:
+    except (
+        ValueError,
+        EpisodeFormatError,
+        RuntimeError,
+        OSError,
+    ) as error:  # TrainingError is a RuntimeError
         print(f"realrl: error: {error}", file=sys.stderr)
         return 2
     return 0

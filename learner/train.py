@@ -1,0 +1,357 @@
+"""`realrl train` with the in-process actor loop (`--actors 0`): RLPD off-policy learning on a sim
+twin task from scripted demos. Writes the run-directory contract: config.json, metrics.jsonl,
+learning_curve.png and atomic checkpoints/ with `latest`."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from envs import make_env, resolve_task_id
+from learner.replay import MixedSampler, ReplayBuffer
+from learner.sac import SACAgent, SACConfig
+from realrl.config import load_config, save_config
+from realrl.episodes import read_manifest
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    task: str = "PickCube"
+    """Task id (realrl/PickCube-v0) or short name (PickCube)."""
+    obs: Literal["state", "pixels"] = "state"
+    """Observation mode: privileged state, or proprioception + two camera frames."""
+    image_size: int = 128
+    """Square camera frame size (pixels mode)."""
+    steps: int = 20_000
+    """Env steps to train for."""
+    seed: int = 0
+    """Seed of the env, the networks and the replay sampling."""
+    utd: int = 1
+    """Critic updates per env step (RLPD uses up to 20; each costs a full critic step)."""
+    batch_size: int = 256
+    """Transitions per critic update (half demos, half online by default)."""
+    demo_fraction: float = 0.5
+    """Share of each batch drawn from the demo buffer (RLPD: 0.5)."""
+    demos: str | None = None
+    """Demo directory; none records `demo_episodes` scripted demos into <out>/demos first."""
+    demo_episodes: int = 20
+    """Scripted demos to record when --demos is not given."""
+    random_steps: int = 0
+    """Uniform random actions before the policy acts."""
+    learning_starts: int = 256
+    """Env steps before the first update."""
+    n_step: int = 1
+    """n-step returns in the replay buffer."""
+    buffer_capacity: int = 200_000
+    """Online replay capacity in observation slots."""
+    eval_every: int = 2_000
+    """Env steps between evaluations (deterministic policy)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    log_every: int = 500
+    """Env steps between training-metric rows."""
+    checkpoint_every: int = 5_000
+    """Env steps between checkpoints (one is always written at the end)."""
+    max_nonfinite_updates: int = 10
+    """Stop training after this many consecutive updates with a NaN/inf loss."""
+    device: str = "auto"
+    """Torch device of the learner: auto picks cuda when available."""
+    actors: int = 0
+    """Actor processes; 0 runs the actor loop in this process (the only mode so far)."""
+    agent: SACConfig = field(default_factory=SACConfig)
+
+
+class TrainingError(RuntimeError):
+    """Training stopped on purpose (non-finite losses, bad data)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    return torch.device(
+        "cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name)
+    )
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def prepare_demos(config: TrainConfig, out: Path, progress: bool) -> Path:
+    """The demo directory to load: the given one, or scripted demos recorded into <out>/demos."""
+    if config.demos:
+        return Path(config.demos)
+    directory = out / "demos"
+    if (directory / "manifest.json").exists() and len(
+        read_manifest(directory)["episodes"]
+    ) >= config.demo_episodes:
+        return directory
+    from realrl.commands.demos import record_scripted
+
+    record_scripted(
+        config.task,
+        config.demo_episodes,
+        directory,
+        seed=10_000 + config.seed,
+        obs_mode=config.obs,
+        image_size=config.image_size,
+        successes_only=True,
+        progress=progress,
+    )
+    return directory
+
+
+def evaluate(env, agent: SACAgent, episodes: int, seed: int) -> dict[str, float]:
+    successes, returns = [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        total, success = 0.0, False
+        while True:
+            obs, reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
+            total += float(reward)
+            success |= bool(info["success"])
+            if terminated or truncated:
+                break
+        successes.append(success)
+        returns.append(total)
+    return {"success_rate": float(np.mean(successes)), "eval_return": float(np.mean(returns))}
+
+
+def plot_learning_curve(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    evals = [r for r in rows if "success_rate" in r]
+    fig, (ax_success, ax_return) = plt.subplots(1, 2, figsize=(10, 3.6))
+    steps = [r["env_steps"] for r in evals]
+    ax_success.plot(steps, [r["success_rate"] for r in evals], marker="o")
+    ax_success.set(xlabel="env steps", ylabel="eval success rate", ylim=(-0.05, 1.05), title="success")
+    ax_return.plot(steps, [r["eval_return"] for r in evals], marker="o", color="tab:orange")
+    ax_return.set(xlabel="env steps", ylabel="eval return", title="return")
+    for ax in (ax_success, ax_return):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True):
+        self.out = Path(out)
+        self.progress = progress
+        if config.actors != 0:
+            raise ValueError("--actors N > 0 (separate actor processes) is not available yet; use --actors 0")
+        if resume and (self.out / "config.json").exists():
+            saved = load_config(TrainConfig, self.out / "config.json")
+            config = replace(saved, steps=max(config.steps, saved.steps))
+        config = replace(config, task=resolve_task_id(config.task))
+        self.config = config
+        self.out.mkdir(parents=True, exist_ok=True)
+        save_config(config, self.out / "config.json")
+        seed_everything(config.seed)
+        self.device = resolve_device(config.device)
+        env_kwargs = {"obs_mode": config.obs, "image_size": config.image_size}
+        self.env = make_env(config.task, **env_kwargs)
+        self.eval_env = make_env(config.task, **env_kwargs)
+        self.env.action_space.seed(config.seed)
+        spaces = self.env.observation_space
+        state_dim = spaces["state"].shape[0]
+        action_dim = self.env.action_space.shape[0]
+        image_shapes = (
+            {c: space.shape for c, space in spaces["images"].items()} if "images" in spaces.spaces else {}
+        )
+        demo_dir = prepare_demos(config, self.out, progress)
+        manifest = read_manifest(demo_dir)
+        demo_slots = sum(e["length"] + 1 for e in manifest["episodes"]) + 1
+        buffer_args = dict(
+            state_dim=state_dim,
+            action_dim=action_dim,
+            image_shapes=image_shapes,
+            n_step=config.n_step,
+            gamma=config.agent.gamma,
+        )
+        self.demo_buffer = ReplayBuffer(demo_slots, **buffer_args, seed=config.seed + 1)
+        self.demo_buffer.load_demos(demo_dir)
+        self.online_buffer = ReplayBuffer(config.buffer_capacity, **buffer_args, seed=config.seed + 2)
+        self.sampler = MixedSampler(self.demo_buffer, self.online_buffer, config.demo_fraction)
+        self.agent = SACAgent(
+            config.agent,
+            state_dim,
+            action_dim,
+            tuple(image_shapes),
+            config.image_size,
+            self.device,
+            config.seed,
+        )
+        self.env_steps = self.updates = self.episodes = 0
+        self.rows: list[dict] = []
+        self.start_wall = time.monotonic()
+        if resume and (self.out / "checkpoints" / "latest").exists():
+            self.load_checkpoint(self.out / "checkpoints" / "latest")
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> dict:
+        c = self.config
+        obs, _ = self.env.reset(seed=c.seed + self.episodes)
+        self.online_buffer.start_episode(obs)
+        last_eval, metrics, update_clock = None, {}, (time.monotonic(), self.updates)
+        bar = tqdm(
+            total=c.steps, initial=self.env_steps, unit="step", desc="train", disable=not self.progress
+        )
+        with open(self.out / "metrics.jsonl", "a") as log:
+            while self.env_steps < c.steps:
+                obs = self.act_and_store(obs)
+                if self.env_steps >= c.learning_starts:
+                    batch = self.sampler.sample(c.batch_size * c.utd).to(self.device)
+                    metrics = self.agent.update(batch, c.utd)
+                    self.updates += c.utd
+                if self.env_steps % c.log_every == 0 and metrics:
+                    row = self.log_training(metrics, update_clock)
+                    update_clock = (time.monotonic(), self.updates)
+                    self.write_row(log, row)
+                    bar.set_postfix(updates_per_s=f"{row['updates_per_s']:.0f}", success=last_eval)
+                if self.env_steps % c.eval_every == 0 or self.env_steps == c.steps:
+                    row = {
+                        **self.counters(),
+                        **evaluate(self.eval_env, self.agent, c.eval_episodes, 1_000_000),
+                    }
+                    last_eval = row["success_rate"]
+                    self.write_row(log, row)
+                    plot_learning_curve(self.rows, self.out / "learning_curve.png")
+                    bar.set_postfix(success=last_eval)
+                if self.env_steps % c.checkpoint_every == 0 or self.env_steps == c.steps:
+                    self.save_checkpoint()
+                bar.update(1)
+        bar.close()
+        evals = [r for r in self.rows if "success_rate" in r]
+        return {
+            "out": str(self.out),
+            **self.counters(),
+            "final_success_rate": evals[-1]["success_rate"] if evals else None,
+            "best_success_rate": max((r["success_rate"] for r in evals), default=None),
+        }
+
+    def act_and_store(self, obs):
+        c = self.config
+        action = self.env.action_space.sample() if self.env_steps < c.random_steps else self.agent.act(obs)
+        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        self.online_buffer.add(action, reward, terminated, truncated, next_obs)
+        self.env_steps += 1
+        if terminated or truncated:
+            self.episodes += 1
+            next_obs, _ = self.env.reset(seed=c.seed + self.episodes)
+            self.online_buffer.start_episode(next_obs)
+        return next_obs
+
+    def counters(self) -> dict:
+        return {
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "wall_s": round(time.monotonic() - self.start_wall, 2),
+        }
+
+    def log_training(self, metrics: dict[str, torch.Tensor], update_clock: tuple[float, int]) -> dict:
+        values = {name: float(value) for name, value in metrics.items()}  # the one host sync per log row
+        if values["nonfinite_streak"] >= self.config.max_nonfinite_updates:
+            self.save_checkpoint()
+            raise TrainingError(
+                f"{int(values['nonfinite_streak'])} consecutive updates had NaN/inf losses (all skipped, "
+                f"weights untouched); stopping. Last good weights: {self.out / 'checkpoints' / 'latest'}"
+            )
+        elapsed = max(time.monotonic() - update_clock[0], 1e-9)
+        return {
+            **self.counters(),
+            **values,
+            "updates_per_s": (self.updates - update_clock[1]) / elapsed,
+            "nonfinite_total": int(self.agent.nonfinite_total),
+            "episodes": self.episodes,
+            "rejected_transitions": self.online_buffer.rejected,
+        }
+
+    def write_row(self, log, row: dict) -> None:
+        self.rows.append(row)
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """Atomic: written into a temporary directory, fsynced, renamed; then `latest` is swapped."""
+        root = self.out / "checkpoints"
+        root.mkdir(exist_ok=True)
+        name = f"step_{self.env_steps:09d}"
+        tmp = root / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        torch.save(
+            {
+                "agent": self.agent.state_dict(),
+                "optimizers": {k: getattr(self.agent, k).state_dict() for k in OPTIMIZERS},
+                "generators": {k: getattr(self.agent, k).get_state() for k in GENERATORS},
+                "nonfinite": [self.agent.nonfinite_streak, self.agent.nonfinite_total],
+                "online_buffer": self.online_buffer.state_dict(),
+                "rng": {
+                    "python": random.getstate(),
+                    "numpy": np.random.get_state(),
+                    "torch": torch.get_rng_state(),
+                },
+            },
+            tmp / "state.pt",
+        )
+        (tmp / "counters.json").write_text(json.dumps({**self.counters(), "episodes": self.episodes}))
+        for path in tmp.iterdir():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        final = root / name
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        link = root / ".latest.tmp"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(name)
+        os.replace(link, root / "latest")
+        return final
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = torch.load(path / "state.pt", map_location=self.device, weights_only=False)
+        self.agent.load_state_dict(state["agent"])
+        for key in OPTIMIZERS:
+            getattr(self.agent, key).load_state_dict(state["optimizers"][key])
+        for key in GENERATORS:
+            getattr(self.agent, key).set_state(state["generators"][key].cpu())
+        self.agent.nonfinite_streak, self.agent.nonfinite_total = state["nonfinite"]
+        self.online_buffer.load_state_dict(state["online_buffer"])
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+        counters = json.loads((path / "counters.json").read_text())
+        self.env_steps, self.updates, self.episodes = (
+            counters["env_steps"],
+            counters["updates"],
+            counters["episodes"],
+        )
+        self.start_wall -= counters["wall_s"]
+        if (self.out / "metrics.jsonl").exists():
+            rows = [
+                json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines() if line
+            ]
+            self.rows = [r for r in rows if r["env_steps"] <= self.env_steps]
+            with open(self.out / "metrics.jsonl", "w") as f:  # drop rows logged after the checkpoint
+                f.writelines(json.dumps(r) + "\n" for r in self.rows)
+
+
+OPTIMIZERS = ("critic_optimizer", "actor_optimizer", "temperature_optimizer")
+GENERATORS = ("generator", "act_generator")
