@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -19,49 +17,9 @@ from torch import nn
 
 from learner.augment import random_shift
 from learner.batch import Batch
+from learner.configs import SACConfig
 from learner.encoders import ObservationEncoder, to_float_nchw
 from learner.networks import TanhGaussianActor, make_critic
-
-
-@dataclass(frozen=True)
-class SACConfig:
-    hidden: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor and of every critic."""
-    critics: int = 10
-    """Critic ensemble size E."""
-    critic_subsample: int = 2
-    """M: the target takes the min over a random subset of M critics."""
-    critic_impl: Literal["auto", "vectorized", "loop"] = "auto"
-    """Ensemble implementation; auto picks the one measured faster on the device."""
-    critic_layer_norm: bool = True
-    """LayerNorm in every critic hidden layer (RLPD)."""
-    gamma: float = 0.99
-    """Discount per env step."""
-    tau: float = 0.005
-    """Polyak rate of the target critic (and target encoder)."""
-    actor_lr: float = 3e-4
-    """Adam learning rate of the actor."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the critics and the encoder."""
-    temperature_lr: float = 3e-4
-    """Adam learning rate of the entropy temperature."""
-    init_temperature: float = 1.0
-    """Initial entropy temperature (RLPD 1.0; SERL uses 1e-2)."""
-    target_entropy: float | None = None
-    """Entropy target; none means -|A|/2."""
-    backup_entropy: bool = True
-    """Subtract alpha * log pi(a'|s') in the critic target."""
-    log_std_min: float = -20.0
-    """Lower clip of the actor's log standard deviation."""
-    log_std_max: float = 2.0
-    """Upper clip of the actor's log standard deviation."""
-    encoder: Literal["conv", "resnet18"] = "conv"
-    """Image encoder: conv trained from scratch, or frozen ImageNet ResNet-18 + spatial pooling."""
-    pretrained_encoder: bool = True
-    """Load ImageNet weights for resnet18 (downloaded once to the torch hub cache)."""
-    image_pad: int = 4
-    """DrQ random-shift padding in pixels (0 disables augmentation)."""
-
 
 # CPU, E=10, B=256, 256x2, 2 cores: loop 32 ms vs vectorised 39 ms per update (one noisy run; to be
 # re-measured by the learner benchmark). CUDA: vectorised, as batched matmuls fill the GPU.

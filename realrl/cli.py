@@ -64,7 +64,8 @@ def cmd_demos_sheet(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from learner.train import TrainConfig, Trainer
+    from learner.configs import TrainConfig
+    from realrl.commands.train import Trainer
     from realrl.config import dataclass_from_args
 
     config = dataclass_from_args(TrainConfig, args)
@@ -145,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run directory")
     train.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/latest")
     train.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
-    from learner.train import TrainConfig
+    from learner.configs import TrainConfig
     from realrl.config import add_dataclass_arguments
 
     add_dataclass_arguments(train, TrainConfig)

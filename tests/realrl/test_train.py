@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from learner.sac import SACConfig
-from learner.train import TrainConfig, Trainer
+from learner.configs import SACConfig, TrainConfig
+from realrl.commands.train import Trainer
 
 
 def tiny_config(steps: int) -> TrainConfig:

@@ -1,6 +1,8 @@
 """`realrl train` with the in-process actor loop (`--actors 0`): RLPD off-policy learning on a sim
-twin task from scripted demos. Writes the run-directory contract: config.json, metrics.jsonl,
-learning_curve.png and atomic checkpoints/ with `latest`."""
+twin task from scripted demos. It lives in the command layer because it joins envs (the actor side)
+and the learner; the ZeroMQ work splits it into actor and learner processes. Writes the
+run-directory contract: config.json, metrics.jsonl, learning_curve.png and atomic checkpoints/
+with `latest`."""
 
 from __future__ import annotations
 
@@ -9,66 +11,19 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from envs import make_env, resolve_task_id
+from learner.configs import TrainConfig
 from learner.replay import MixedSampler, ReplayBuffer
-from learner.sac import SACAgent, SACConfig
+from learner.sac import SACAgent
 from realrl.config import load_config, save_config
 from realrl.episodes import read_manifest
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    task: str = "PickCube"
-    """Task id (realrl/PickCube-v0) or short name (PickCube)."""
-    obs: Literal["state", "pixels"] = "state"
-    """Observation mode: privileged state, or proprioception + two camera frames."""
-    image_size: int = 128
-    """Square camera frame size (pixels mode)."""
-    steps: int = 20_000
-    """Env steps to train for."""
-    seed: int = 0
-    """Seed of the env, the networks and the replay sampling."""
-    utd: int = 1
-    """Critic updates per env step (RLPD uses up to 20; each costs a full critic step)."""
-    batch_size: int = 256
-    """Transitions per critic update (half demos, half online by default)."""
-    demo_fraction: float = 0.5
-    """Share of each batch drawn from the demo buffer (RLPD: 0.5)."""
-    demos: str | None = None
-    """Demo directory; none records `demo_episodes` scripted demos into <out>/demos first."""
-    demo_episodes: int = 20
-    """Scripted demos to record when --demos is not given."""
-    random_steps: int = 0
-    """Uniform random actions before the policy acts."""
-    learning_starts: int = 256
-    """Env steps before the first update."""
-    n_step: int = 1
-    """n-step returns in the replay buffer."""
-    buffer_capacity: int = 200_000
-    """Online replay capacity in observation slots."""
-    eval_every: int = 2_000
-    """Env steps between evaluations (deterministic policy)."""
-    eval_episodes: int = 10
-    """Episodes per evaluation."""
-    log_every: int = 500
-    """Env steps between training-metric rows."""
-    checkpoint_every: int = 5_000
-    """Env steps between checkpoints (one is always written at the end)."""
-    max_nonfinite_updates: int = 10
-    """Stop training after this many consecutive updates with a NaN/inf loss."""
-    device: str = "auto"
-    """Torch device of the learner: auto picks cuda when available."""
-    actors: int = 0
-    """Actor processes; 0 runs the actor loop in this process (the only mode so far)."""
-    agent: SACConfig = field(default_factory=SACConfig)
 
 
 class TrainingError(RuntimeError):

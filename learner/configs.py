@@ -1,0 +1,94 @@
+"""Typed configs of the learner, as plain dataclasses (no torch import) so `realrl --help` can turn
+every field into a --flag instantly. Saved as config.json in each run directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and of every critic."""
+    critics: int = 10
+    """Critic ensemble size E."""
+    critic_subsample: int = 2
+    """M: the target takes the min over a random subset of M critics."""
+    critic_impl: Literal["auto", "vectorized", "loop"] = "auto"
+    """Ensemble implementation; auto picks the one measured faster on the device."""
+    critic_layer_norm: bool = True
+    """LayerNorm in every critic hidden layer (RLPD)."""
+    gamma: float = 0.99
+    """Discount per env step."""
+    tau: float = 0.005
+    """Polyak rate of the target critic (and target encoder)."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics and the encoder."""
+    temperature_lr: float = 3e-4
+    """Adam learning rate of the entropy temperature."""
+    init_temperature: float = 1.0
+    """Initial entropy temperature (RLPD 1.0; SERL uses 1e-2)."""
+    target_entropy: float | None = None
+    """Entropy target; none means -|A|/2."""
+    backup_entropy: bool = True
+    """Subtract alpha * log pi(a'|s') in the critic target."""
+    log_std_min: float = -20.0
+    """Lower clip of the actor's log standard deviation."""
+    log_std_max: float = 2.0
+    """Upper clip of the actor's log standard deviation."""
+    encoder: Literal["conv", "resnet18"] = "conv"
+    """Image encoder: conv trained from scratch, or frozen ImageNet ResNet-18 + spatial pooling."""
+    pretrained_encoder: bool = True
+    """Load ImageNet weights for resnet18 (downloaded once to the torch hub cache)."""
+    image_pad: int = 4
+    """DrQ random-shift padding in pixels (0 disables augmentation)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    task: str = "PickCube"
+    """Task id (realrl/PickCube-v0) or short name (PickCube)."""
+    obs: Literal["state", "pixels"] = "state"
+    """Observation mode: privileged state, or proprioception + two camera frames."""
+    image_size: int = 128
+    """Square camera frame size (pixels mode)."""
+    steps: int = 20_000
+    """Env steps to train for."""
+    seed: int = 0
+    """Seed of the env, the networks and the replay sampling."""
+    utd: int = 1
+    """Critic updates per env step (RLPD uses up to 20; each costs a full critic step)."""
+    batch_size: int = 256
+    """Transitions per critic update (half demos, half online by default)."""
+    demo_fraction: float = 0.5
+    """Share of each batch drawn from the demo buffer (RLPD: 0.5)."""
+    demos: str | None = None
+    """Demo directory; none records `demo_episodes` scripted demos into <out>/demos first."""
+    demo_episodes: int = 20
+    """Scripted demos to record when --demos is not given."""
+    random_steps: int = 0
+    """Uniform random actions before the policy acts."""
+    learning_starts: int = 256
+    """Env steps before the first update."""
+    n_step: int = 1
+    """n-step returns in the replay buffer."""
+    buffer_capacity: int = 200_000
+    """Online replay capacity in observation slots."""
+    eval_every: int = 2_000
+    """Env steps between evaluations (deterministic policy)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    log_every: int = 500
+    """Env steps between training-metric rows."""
+    checkpoint_every: int = 5_000
+    """Env steps between checkpoints (one is always written at the end)."""
+    max_nonfinite_updates: int = 10
+    """Stop training after this many consecutive updates with a NaN/inf loss."""
+    device: str = "auto"
+    """Torch device of the learner: auto picks cuda when available."""
+    actors: int = 0
+    """Actor processes; 0 runs the actor loop in this process (the only mode so far)."""
+    agent: SACConfig = field(default_factory=SACConfig)
