@@ -4,7 +4,9 @@ EGL), OSMesa as the software fallback, and a clear message naming the package wh
 
 from __future__ import annotations
 
+import contextlib
 import ctypes.util
+import importlib.util
 import os
 import warnings
 
@@ -53,3 +55,16 @@ def missing_backend_message(error: BaseException | None = None) -> str:
         f"offscreen rendering with MUJOCO_GL={backend} failed{detail}. Install {hint}, "
         f"or the software fallback {_INSTALL_HINT['osmesa']} and set MUJOCO_GL=osmesa."
     )
+
+
+def preload_llvm_users() -> None:
+    """Import triton (if installed) before the first GL context exists.
+
+    Mesa's software rasteriser (llvmpipe) loads its own LLVM when a context is created; triton
+    (pulled in by torch the first time an optimiser is built) bundles another. Loaded in that
+    order the process segfaults; loaded triton-first both work (checked here with Mesa 22.3 and
+    the triton that torch 2.15 installs). Costs ~0.2 s once, only for processes that render."""
+    if importlib.util.find_spec("triton") is not None:
+        with contextlib.suppress(Exception):
+            import triton  # noqa: F401
+

@@ -16,7 +16,7 @@ import numpy as np
 from robot import Pose, Robot, RobotState, WorkspaceLimits, validate_command
 from sim.kinematics import ARM_JOINTS, site_quat
 from sim.randomization import DomainRandomization, Randomizer
-from sim.rendering import RenderingUnavailable, missing_backend_message
+from sim.rendering import RenderingUnavailable, missing_backend_message, preload_llvm_users
 from sim.scenes import GRIPPER_MAX_WIDTH, HOME_QPOS, SCENES, Scene
 
 IMPEDANCE_ACTUATORS = ("imp_x", "imp_y", "imp_z", "imp_rx", "imp_ry", "imp_rz")
@@ -197,6 +197,7 @@ class SimRobot(Robot):
     def _get_renderer(self) -> mujoco.Renderer:
         if self._renderer is None:
             size = self.config.image_size
+            preload_llvm_users()
             try:
                 self._renderer = mujoco.Renderer(self.model, size, size)
             except Exception as error:  # mujoco raises plain Exceptions for GL failures
