@@ -30,7 +30,7 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, BinaryIO, Literal, TypeVar, Union
 
 __all__ = [
     "add_dataclass_arguments",
@@ -434,14 +434,14 @@ def _scalar_from_json(kind: type, value: Any, where: str) -> Any:
     return value
 
 
-def save_config(obj: object, path: str | os.PathLike[str]) -> None:
-    """Write the config as indented JSON, atomically: a crash leaves the old file or the new one."""
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
+    """Write a file atomically: `write(f)` fills a temp file, which is fsynced and renamed over
+    `path`, then the directory is fsynced. A crash leaves the old file or the new one, never half."""
     path = Path(path)
-    text = json.dumps(to_dict(obj), indent=2) + "\n"
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -454,6 +454,12 @@ def save_config(obj: object, path: str | os.PathLike[str]) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def save_config(obj: object, path: str | os.PathLike[str]) -> None:
+    """Write the config as indented JSON, atomically: a crash leaves the old file or the new one."""
+    payload = (json.dumps(to_dict(obj), indent=2) + "\n").encode("utf-8")
+    atomic_write(path, lambda f: f.write(payload))
 
 
 def load_config(cls: type[T], path: str | os.PathLike[str]) -> T:

@@ -9,13 +9,12 @@ the learner. A directory holds one compressed `.npz` per episode plus `manifest.
 
 Observation t pairs with action t; row T is the final observation. Files and manifest are written
 to a temporary name, fsynced and renamed, so a crash never leaves a half-written file under a real
-name; a truncated or corrupt file raises `EpisodeFormatError` naming it. Imports nothing of ours."""
+name; a truncated or corrupt file raises `EpisodeFormatError` naming it."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from realrl.config import atomic_write
 
 FORMAT = "realrl-episodes"
 VERSION = 1
@@ -133,20 +134,6 @@ def obs_spec_of(episode: Episode) -> dict[str, Any]:
     }
 
 
-def _fsync_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -195,7 +182,7 @@ class EpisodeWriter:
                 f"{path}: obs spec {spec} / action dim {action_dim} differ from the "
                 f"directory's {self.manifest['obs_spec']} / {self.manifest['action_dim']}"
             )
-        _fsync_write(path, lambda f: np.savez_compressed(f, **episode.arrays()))
+        atomic_write(path, lambda f: np.savez_compressed(f, **episode.arrays()))
         self.manifest["episodes"].append(
             {
                 "file": path.name,
@@ -206,7 +193,7 @@ class EpisodeWriter:
             }
         )
         payload = json.dumps(self.manifest, indent=1).encode()
-        _fsync_write(self.directory / MANIFEST, lambda f: f.write(payload))
+        atomic_write(self.directory / MANIFEST, lambda f: f.write(payload))
         return path
 
 

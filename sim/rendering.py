@@ -67,4 +67,3 @@ def preload_llvm_users() -> None:
     if importlib.util.find_spec("triton") is not None:
         with contextlib.suppress(Exception):
             import triton  # noqa: F401
-
