@@ -1,7 +1,7 @@
 """Gymnasium tasks over any `robot.Robot` (real arm or sim twin), their wrappers and registry.
 Importing this package registers `realrl/PickCube-v0` and `realrl/PegInsert-v0`."""
 
-from envs.registry import TASK_IDS, make_env, register_tasks, resolve_task_id, task_name
+from envs.registry import TASK_IDS, make_env, register_tasks, resolve_task_id
 from envs.robot_env import RobotEnv
 from envs.wrappers import (
     EpisodeStats,
@@ -24,5 +24,4 @@ __all__ = [
     "make_env",
     "register_tasks",
     "resolve_task_id",
-    "task_name",
 ]

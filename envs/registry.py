@@ -37,11 +37,6 @@ def resolve_task_id(task: str) -> str:
     raise ValueError(f"unknown task {task!r}; registered: {known}")
 
 
-def task_name(task: str) -> str:
-    env_id = resolve_task_id(task)
-    return next(name for name, registered in TASK_IDS.items() if registered == env_id)
-
-
 def make_env(task: str, **kwargs) -> gym.Env:
     """gymnasium.make for a task id or short name."""
     return gym.make(resolve_task_id(task), **kwargs)
