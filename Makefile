@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-lerobot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,22 @@ lint: install
 
 bench: install  ## speed benchmarks, one JSON object each
 	$(BIN)/realrl bench sim --json
+
+# LeRobot 0.4.4 beside the project's env, not in it: the wheel and only what its SAC modules import
+# (plus transformers for --encoder resnet18), run on the project's own torch.
+LEROBOT := $(VENV)/lerobot-0.4.4
+LEROBOT_PACKAGES := lerobot==0.4.4 draccus==0.10.0 mergedeep "pyyaml~=6.0" "pyyaml-include~=1.4" toml \
+	"typing-inspect~=0.9.0" mypy-extensions "huggingface-hub>=0.34.2,<0.36" requests urllib3 idna \
+	charset-normalizer certifi safetensors "einops>=0.8,<0.9" "accelerate>=1.10,<2" psutil \
+	"imageio>=2.34,<3" "deepdiff>=7.0.1,<9" orderly-set "pyserial>=3.5,<4" \
+	"transformers>=4.57.1,<5" regex "tokenizers>=0.22,<=0.23.0"
+
+$(LEROBOT)/.installed: | $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(LEROBOT) $(LEROBOT_PACKAGES)
+	touch $@
+
+bench-lerobot: $(LEROBOT)/.installed  ## LeRobot 0.4.4's SAC learner update at `realrl bench learner`'s shapes, one JSON object
+	PYTHONPATH=.:$(LEROBOT) $(BIN)/python -m benchmarks.lerobot_sac --json
 
 clean:
 	rm -rf $(VENV) runs *.egg-info .pytest_cache .ruff_cache

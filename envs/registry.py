@@ -7,6 +7,7 @@ import gymnasium as gym
 from envs.tasks import TASKS
 
 NAMESPACE = "realrl"
+GYMNASIUM_PREFIX = "gymnasium:"
 
 
 def task_id(name: str) -> str:
@@ -40,3 +41,17 @@ def resolve_task_id(task: str) -> str:
 def make_env(task: str, **kwargs) -> gym.Env:
     """gymnasium.make for a task id or short name."""
     return gym.make(resolve_task_id(task), **kwargs)
+
+
+def make_gymnasium_env(env: str, **kwargs) -> gym.Env:
+    """`gymnasium:<ID>`: any registered gymnasium env with a Box or Dict observation and a Box
+    action, adapted to realrl's observation and action conventions (envs.GymnasiumAdapter)."""
+    from envs.wrappers import GymnasiumAdapter
+
+    if not env.startswith(GYMNASIUM_PREFIX) or len(env) == len(GYMNASIUM_PREFIX):
+        raise ValueError(f"--env must look like gymnasium:<ID> (e.g. gymnasium:Pendulum-v1), got {env!r}")
+    env_id = env[len(GYMNASIUM_PREFIX) :]
+    try:
+        return GymnasiumAdapter(gym.make(env_id, **kwargs))
+    except gym.error.Error as error:
+        raise ValueError(f"gymnasium could not make {env_id!r}: {error}") from error

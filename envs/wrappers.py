@@ -275,3 +275,66 @@ class RelativeFrameActions(gym.ActionWrapper):
 
     def action(self, action) -> np.ndarray:
         return tool_to_base_action(action, self.env.unwrapped.robot.get_state().tcp_quat)
+
+
+class GymnasiumAdapter(gym.Wrapper):
+    """Any registered gymnasium env with a Box or Dict observation and a Box action, seen as a
+    realrl task: observations {"state": float32 vector[, "images": {name: uint8 HxWx3}]}, actions
+    in [-1, 1] rescaled to the env's bounds, and info["success"] from the env's own success key
+    (None when it has none). Lets users sanity-check the learner on standard control tasks."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        action = env.action_space
+        if not isinstance(action, gym.spaces.Box) or not np.all(np.isfinite([action.low, action.high])):
+            raise ValueError(f"{env.spec.id if env.spec else env}: need a bounded Box action, got {action}")
+        self._low, self._high = action.low.astype(np.float32), action.high.astype(np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=action.shape, dtype=np.float32)
+        self._state_keys, self._image_keys = _split_observation_space(env.observation_space)
+        state_dim = sum(int(np.prod(_subspace(env.observation_space, k).shape)) for k in self._state_keys)
+        spaces = {"state": gym.spaces.Box(-np.inf, np.inf, shape=(state_dim,), dtype=np.float32)}
+        if self._image_keys:
+            spaces["images"] = gym.spaces.Dict(
+                {k: _subspace(env.observation_space, k) for k in self._image_keys}
+            )
+        self.observation_space = gym.spaces.Dict(spaces)
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._observation(obs), self._info(info)
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        scaled = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
+        obs, reward, terminated, truncated, info = self.env.step(scaled)
+        return self._observation(obs), float(reward), terminated, truncated, self._info(info)
+
+    def _observation(self, obs) -> dict:
+        state = [np.asarray(obs if key is None else obs[key], np.float32).ravel() for key in self._state_keys]
+        out = {"state": np.concatenate(state) if state else np.zeros(0, np.float32)}
+        if self._image_keys:
+            out["images"] = {k: np.asarray(obs[k], np.uint8) for k in self._image_keys}
+        return out
+
+    @staticmethod
+    def _info(info: dict) -> dict:
+        success = info.get("success", info.get("is_success"))
+        return {**info, "success": None if success is None else bool(success)}
+
+
+def _subspace(space: gym.Space, key: str | None) -> gym.Space:
+    return space if key is None else space[key]
+
+
+def _split_observation_space(space: gym.Space) -> tuple[list[str | None], list[str]]:
+    """State keys (None = the whole Box) and camera keys (uint8 HxWx3 Boxes) of an observation."""
+    if isinstance(space, gym.spaces.Box):
+        return [None], []
+    if not isinstance(space, gym.spaces.Dict) or not all(
+        isinstance(s, gym.spaces.Box) for s in space.spaces.values()
+    ):
+        raise ValueError(f"need a Box or a Dict of Boxes observation, got {space}")
+    images = [
+        k for k, s in space.spaces.items() if s.dtype == np.uint8 and len(s.shape) == 3 and s.shape[2] == 3
+    ]
+    return [k for k in space.spaces if k not in images], images

@@ -29,8 +29,9 @@ class SACConfig:
     """Adam learning rate of the critics and the encoder."""
     temperature_lr: float = 3e-4
     """Adam learning rate of the entropy temperature."""
-    init_temperature: float = 1.0
-    """Initial entropy temperature (RLPD 1.0; SERL uses 1e-2)."""
+    init_temperature: float = 0.01
+    """Initial entropy temperature. SERL's 1e-2: with sparse 0/1 rewards, RLPD's 1.0 makes the
+    entropy bonus dwarf the task return for thousands of updates (measured on PickCube)."""
     target_entropy: float | None = None
     """Entropy target; none means -|A|/2."""
     backup_entropy: bool = True
@@ -51,6 +52,9 @@ class SACConfig:
 class TrainConfig:
     task: str = "PickCube"
     """Task id (realrl/PickCube-v0) or short name (PickCube)."""
+    env: str | None = None
+    """gymnasium:<ID> trains on a registered gymnasium env instead of --task (Box or Dict observation,
+    Box action; no demos, so it explores with --random-steps first)."""
     obs: Literal["state", "pixels"] = "state"
     """Observation mode: privileged state, or proprioception + two camera frames."""
     image_size: int = 128
@@ -69,8 +73,8 @@ class TrainConfig:
     """Demo directory; none records `demo_episodes` scripted demos into <out>/demos first."""
     demo_episodes: int = 20
     """Scripted demos to record when --demos is not given."""
-    random_steps: int = 0
-    """Uniform random actions before the policy acts."""
+    random_steps: int | None = None
+    """Uniform random actions before the policy acts; none means 0 with demos, else learning_starts."""
     learning_starts: int = 256
     """Env steps before the first update."""
     n_step: int = 1
@@ -85,6 +89,8 @@ class TrainConfig:
     """Env steps between training-metric rows."""
     checkpoint_every: int = 5_000
     """Env steps between checkpoints (one is always written at the end)."""
+    keep_checkpoints: int = 2
+    """Newest checkpoint directories kept (older ones and the replay segments only they need go)."""
     max_nonfinite_updates: int = 10
     """Stop training after this many consecutive updates with a NaN/inf loss."""
     device: str = "auto"

@@ -93,6 +93,7 @@ class ReplayBuffer:
         self._lock = threading.Lock()
 
         self._ptr = 0  # next slot to write
+        self._written = 0  # slots claimed since the buffer was created (the replay log's clock)
         self._num_valid = 0
         self._next_episode = 0
         self._episode = -1  # id of the episode the stream is writing
@@ -189,48 +190,97 @@ class ReplayBuffer:
             start = torch.searchsorted(self._cdf, rank, right=True)
             return self._gather(start)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Storage tensors, the sampler's RNG state and the bookkeeping ints (for torch.save).
+    @property
+    def written(self) -> int:
+        """Slots claimed since the buffer was created; slot of counter k is k % capacity."""
+        return self._written
 
-        Everything but the frames is copied under the lock. The frames are the live storage (a
-        copy would double the largest allocation): frames written after this call can land in the
-        saved file, so checkpoint with the writers paused where an exact copy matters."""
+    def state_dict(self) -> dict[str, Any]:
+        """Everything, for torch.save: `meta_state_dict()` plus the live slot storage.
+
+        The frames are the live storage (a copy would double the largest allocation): frames
+        written after this call can land in the saved file, so checkpoint with the writers paused
+        where an exact copy matters. Training checkpoints use the incremental ReplayLog instead."""
         with self._lock:
             return {
-                "config": self._config(),
+                **self._meta(),
                 "tensors": {
                     name: t if name.startswith("image_") else t.clone() for name, t in self._tensors().items()
-                },
-                "generator": self._generator.get_state(),
-                "counters": {
-                    "ptr": self._ptr,
-                    "next_episode": self._next_episode,
-                    "episode": self._episode,
-                    "last_slot": self._last_slot,
-                    "chain": self._chain,
-                    "rejected": self.rejected,
-                    "unpaired": self.unpaired,
                 },
             }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        config = dict(state["config"])
-        mine = self._config()
-        if config != mine:
-            raise ValueError(f"replay checkpoint config {config} does not match this buffer's {mine}")
         with self._lock:
+            self._check_config(state["config"])
             for name, target in self._tensors().items():
                 target.copy_(state["tensors"][name])
-            self._generator.set_state(state["generator"])
-            self._valid_host[:] = self.valid.cpu().numpy()
-            self._num_valid = int(self._valid_host.sum())
-            self._version += 1
-            counters = state["counters"]
-            self._ptr = int(counters["ptr"])
-            self._next_episode = int(counters["next_episode"])
-            self._episode, self._last_slot = int(counters["episode"]), int(counters["last_slot"])
-            self._chain = int(counters["chain"])
-            self.rejected, self.unpaired = int(counters["rejected"]), int(counters["unpaired"])
+            self._load_meta(state)
+
+    def meta_state_dict(self) -> dict[str, Any]:
+        """The small part of the state: config, sampler RNG, counters and the `valid` flags (one
+        byte per slot, rewritten whole since overwrites clear flags of old slots). With the slots
+        from `export_slots` it restores the buffer exactly."""
+        with self._lock:
+            return {**self._meta(), "valid": self.valid.clone()}
+
+    def load_meta_state_dict(self, state: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._check_config(state["config"])
+            self.valid.copy_(state["valid"])
+            self._load_meta(state)
+
+    def export_slots(self, first: int, end: int) -> dict[str, torch.Tensor]:
+        """Copies of the per-slot data of write counters [first, end) (clipped to what the ring
+        still holds), on the CPU, for an incremental replay log."""
+        with self._lock:
+            if not 0 <= first <= end <= self._written:
+                raise ValueError(f"export_slots: need 0 <= {first} <= {end} <= written {self._written}")
+            first = max(first, end - self.capacity)
+            index = torch.arange(first, end, device=self.device) % self.capacity
+            slots = {name: t[index].cpu() for name, t in self._tensors().items() if name != "valid"}
+            return {"first": first, "end": end, **slots}
+
+    def import_slots(self, slots: Mapping[str, Any]) -> None:
+        """Write back what `export_slots` returned (flags and counters come from the meta state)."""
+        with self._lock:
+            index = torch.arange(slots["first"], slots["end"], device=self.device) % self.capacity
+            for name, target in self._tensors().items():
+                if name != "valid":
+                    target[index] = slots[name].to(self.device)
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "config": self._config(),
+            "generator": self._generator.get_state(),
+            "counters": {
+                "ptr": self._ptr,
+                "written": self._written,
+                "next_episode": self._next_episode,
+                "episode": self._episode,
+                "last_slot": self._last_slot,
+                "chain": self._chain,
+                "rejected": self.rejected,
+                "unpaired": self.unpaired,
+            },
+        }
+
+    def _check_config(self, config: Mapping[str, Any]) -> None:
+        if dict(config) != self._config():
+            raise ValueError(
+                f"replay checkpoint config {dict(config)} does not match this buffer's {self._config()}"
+            )
+
+    def _load_meta(self, state: Mapping[str, Any]) -> None:
+        self._generator.set_state(state["generator"])
+        self._valid_host[:] = self.valid.cpu().numpy()
+        self._num_valid = int(self._valid_host.sum())
+        self._version += 1
+        counters = state["counters"]
+        self._ptr, self._written = int(counters["ptr"]), int(counters["written"])
+        self._next_episode = int(counters["next_episode"])
+        self._episode, self._last_slot = int(counters["episode"]), int(counters["last_slot"])
+        self._chain = int(counters["chain"])
+        self.rejected, self.unpaired = int(counters["rejected"]), int(counters["unpaired"])
 
     # ------------------------------------------------------------------ sampling
 
@@ -310,6 +360,7 @@ class ReplayBuffer:
             self._version += 1
         self.episode_id[slot] = self._episode
         self._ptr = (slot + 1) % self.capacity
+        self._written += 1
         return slot
 
     def _claim(self, count: int) -> tuple[np.ndarray, torch.Tensor]:
@@ -321,6 +372,7 @@ class ReplayBuffer:
         self.valid[slots_t] = False
         self.episode_id[slots_t] = self._episode
         self._ptr = int((self._ptr + count) % self.capacity)
+        self._written += count
         self._version += 1
         return slots, slots_t
 

@@ -68,19 +68,24 @@ def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_ent
 
 
 # -- optimiser step that can never write non-finite weights ---------------------------------------
-def guarded_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], grads, loss: torch.Tensor):
-    """Apply `grads` unless `loss` is non-finite, without a host sync: NaN gradients are zeroed and
-    the parameters are restored from a snapshot where the loss was bad (Adam's moments then decay
-    one step, the weights do not move). Returns the finite flag as a 0-d bool tensor."""
-    finite = torch.isfinite(loss)
+def make_adam(params, lr: float) -> torch.optim.Adam:
+    """Fused Adam: one kernel for every parameter, and it honours `found_inf` (see guarded_step)."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
+def guarded_step(optimizer: torch.optim.Adam, params: list[nn.Parameter], grads, loss: torch.Tensor):
+    """Apply `grads` unless `loss` or any gradient is non-finite, without a host sync. This is the
+    mechanism torch's AMP GradScaler uses: one fused kernel checks every gradient and raises a
+    device-side flag, and the fused Adam kernel skips the whole step (weights, moments and step
+    count untouched) when the flag is set. Returns the finite flag as a 0-d bool tensor."""
+    found_inf = (~torch.isfinite(loss.detach())).float().reshape(1)
+    torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, found_inf.new_ones(1))
     for param, grad in zip(params, grads, strict=True):
-        param.grad = torch.where(finite, torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
-    snapshot = [param.detach().clone() for param in params]
+        param.grad = grad
+    optimizer.grad_scale, optimizer.found_inf = None, found_inf.reshape(())
     optimizer.step()
-    with torch.no_grad():
-        for param, before in zip(params, snapshot, strict=True):
-            param.copy_(torch.where(finite, param, before))
-    return finite
+    del optimizer.grad_scale, optimizer.found_inf
+    return found_inf[0] == 0
 
 
 class SACAgent(nn.Module):
@@ -120,9 +125,9 @@ class SACAgent(nn.Module):
             p for p in [*self.encoder.parameters(), *self.critic.parameters()] if p.requires_grad
         ]
         self.actor_params = list(self.actor.parameters())
-        self.critic_optimizer = torch.optim.Adam(self.critic_params, lr=config.critic_lr)
-        self.actor_optimizer = torch.optim.Adam(self.actor_params, lr=config.actor_lr)
-        self.temperature_optimizer = torch.optim.Adam([self.log_alpha], lr=config.temperature_lr)
+        self.critic_optimizer = make_adam(self.critic_params, config.critic_lr)
+        self.actor_optimizer = make_adam(self.actor_params, config.actor_lr)
+        self.temperature_optimizer = make_adam([self.log_alpha], config.temperature_lr)
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.act_generator = torch.Generator(self.device).manual_seed(seed + 1)
         self.nonfinite_streak = torch.zeros((), dtype=torch.long, device=self.device)

@@ -81,6 +81,33 @@ def cmd_bench_sim(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_bench_learner(args: argparse.Namespace) -> None:
+    from benchmarks.learner import run
+
+    state_dim, action_dim = args.state_dim, args.action_dim
+    if state_dim is None or action_dim is None:
+        from envs import make_env
+
+        env = make_env(args.task, obs_mode=args.obs, image_size=args.image_size)
+        state_dim = state_dim or env.observation_space["state"].shape[0]
+        action_dim = action_dim or env.action_space.shape[0]
+        env.close()
+    result = run(
+        obs=args.obs,
+        encoder=args.encoder,
+        critics=args.critics,
+        batch=args.batch,
+        image_size=args.image_size,
+        cameras=args.cameras,
+        state_dim=state_dim,
+        action_dim=action_dim,
+        seconds=args.seconds,
+        device=args.device,
+        critic_impl=args.critic_impl,
+    )
+    _print_result({"task": args.task, **result}, args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="realrl",
@@ -161,6 +188,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sim.add_argument("--image-size", type=int, default=128)
     bench_sim.add_argument("--json", action="store_true", help="print one JSON object")
     bench_sim.set_defaults(handler=cmd_bench_sim)
+
+    bench_learner = bench_verbs.add_parser(
+        "learner",
+        help="learner updates/s: replay sampling + RLPD critic/actor/temperature update",
+        description="Times the learner's loop body (sample a 50/50 batch from uint8 replay filled with "
+        "synthetic data, move it to the device, one critic + actor + temperature update). Shapes "
+        "come from --task unless --state-dim/--action-dim override them.",
+    )
+    bench_learner.add_argument("--task", default="PickCube", help="task whose state/action shapes to use")
+    bench_learner.add_argument("--obs", choices=("state", "pixels"), default="state")
+    bench_learner.add_argument("--encoder", choices=("conv", "resnet18"), default="conv")
+    bench_learner.add_argument("--critics", type=int, default=10, help="critic ensemble size")
+    bench_learner.add_argument("--batch", type=int, default=256, help="transitions per update")
+    bench_learner.add_argument("--image-size", type=int, default=128)
+    bench_learner.add_argument("--cameras", type=int, default=2, help="camera frames per step (pixels)")
+    bench_learner.add_argument("--state-dim", type=int, help="override the task's state dimension")
+    bench_learner.add_argument("--action-dim", type=int, help="override the task's action dimension")
+    bench_learner.add_argument("--seconds", type=float, default=10.0, help="measuring time")
+    bench_learner.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    bench_learner.add_argument(
+        "--critic-impl", choices=("auto", "vectorized", "loop"), default="auto", help="critic ensemble kind"
+    )
+    bench_learner.add_argument("--json", action="store_true", help="print one JSON object")
+    bench_learner.set_defaults(handler=cmd_bench_learner)
     return parser
 
 

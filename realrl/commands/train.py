@@ -1,8 +1,9 @@
 """`realrl train` with the in-process actor loop (`--actors 0`): RLPD off-policy learning on a sim
-twin task from scripted demos. It lives in the command layer because it joins envs (the actor side)
-and the learner; the ZeroMQ work splits it into actor and learner processes. Writes the
-run-directory contract: config.json, metrics.jsonl, learning_curve.png and atomic checkpoints/
-with `latest`."""
+twin task from scripted demos, or on any gymnasium env (`--env gymnasium:<ID>`, no demos). It lives
+in the command layer because it joins envs (the actor side) and the learner; the ZeroMQ work splits
+it into actor and learner processes. Writes the run-directory contract: config.json, metrics.jsonl,
+TensorBoard events (tensorboard/), learning_curve.png and atomic checkpoints/ with `latest`; the
+online replay goes to an incremental log (replay/) that checkpoints point into."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from envs import make_env, resolve_task_id
+from envs import make_env, make_gymnasium_env, resolve_task_id
 from learner.configs import TrainConfig
 from learner.replay import MixedSampler, ReplayBuffer
+from learner.replay_log import ReplayLog, write_durably
 from learner.sac import SACAgent
 from realrl.config import load_config, save_config
 from realrl.episodes import read_manifest
@@ -66,20 +68,24 @@ def prepare_demos(config: TrainConfig, out: Path, progress: bool) -> Path:
     return directory
 
 
-def evaluate(env, agent: SACAgent, episodes: int, seed: int) -> dict[str, float]:
+def evaluate(env, agent: SACAgent, episodes: int, seed: int) -> dict[str, float | None]:
+    """Deterministic-policy episodes: success rate (None for envs without a success signal) and
+    mean undiscounted return."""
     successes, returns = [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
-        total, success = 0.0, False
+        total, success = 0.0, None
         while True:
             obs, reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
             total += float(reward)
-            success |= bool(info["success"])
+            if info.get("success") is not None:
+                success = bool(success) or bool(info["success"])
             if terminated or truncated:
                 break
         successes.append(success)
         returns.append(total)
-    return {"success_rate": float(np.mean(successes)), "eval_return": float(np.mean(returns))}
+    rate = None if None in successes else float(np.mean(successes))
+    return {"success_rate": rate, "eval_return": float(np.mean(returns))}
 
 
 def plot_learning_curve(rows: list[dict], path: Path) -> None:
@@ -88,10 +94,11 @@ def plot_learning_curve(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    evals = [r for r in rows if "success_rate" in r]
+    evals = [r for r in rows if "eval_return" in r]
     fig, (ax_success, ax_return) = plt.subplots(1, 2, figsize=(10, 3.6))
     steps = [r["env_steps"] for r in evals]
-    ax_success.plot(steps, [r["success_rate"] for r in evals], marker="o")
+    rates = [np.nan if r["success_rate"] is None else r["success_rate"] for r in evals]
+    ax_success.plot(steps, rates, marker="o")
     ax_success.set(xlabel="env steps", ylabel="eval success rate", ylim=(-0.05, 1.05), title="success")
     ax_return.plot(steps, [r["eval_return"] for r in evals], marker="o", color="tab:orange")
     ax_return.set(xlabel="env steps", ylabel="eval return", title="return")
@@ -110,18 +117,21 @@ class Trainer:
         self.progress = progress
         if config.actors != 0:
             raise ValueError("--actors N > 0 (separate actor processes) is not available yet; use --actors 0")
+        if config.keep_checkpoints < 1:
+            raise ValueError(f"--keep-checkpoints must be >= 1, got {config.keep_checkpoints}")
+        if not resume and ((self.out / "metrics.jsonl").exists() or (self.out / "checkpoints").exists()):
+            raise ValueError(f"{self.out} already holds a run: pass --resume to continue it, or a new --out")
         if resume and (self.out / "config.json").exists():
             saved = load_config(TrainConfig, self.out / "config.json")
             config = replace(saved, steps=max(config.steps, saved.steps))
-        config = replace(config, task=resolve_task_id(config.task))
+        if config.env is None:
+            config = replace(config, task=resolve_task_id(config.task))
         self.config = config
+        self.env, self.eval_env = self._make_env(), self._make_env()
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(config, self.out / "config.json")
         seed_everything(config.seed)
         self.device = resolve_device(config.device)
-        env_kwargs = {"obs_mode": config.obs, "image_size": config.image_size}
-        self.env = make_env(config.task, **env_kwargs)
-        self.eval_env = make_env(config.task, **env_kwargs)
         self.env.action_space.seed(config.seed)
         spaces = self.env.observation_space
         state_dim = spaces["state"].shape[0]
@@ -129,9 +139,6 @@ class Trainer:
         image_shapes = (
             {c: space.shape for c, space in spaces["images"].items()} if "images" in spaces.spaces else {}
         )
-        demo_dir = prepare_demos(config, self.out, progress)
-        manifest = read_manifest(demo_dir)
-        demo_slots = sum(e["length"] + 1 for e in manifest["episodes"]) + 1
         buffer_args = dict(
             state_dim=state_dim,
             action_dim=action_dim,
@@ -139,10 +146,19 @@ class Trainer:
             n_step=config.n_step,
             gamma=config.agent.gamma,
         )
+        demo_dir = None if config.env else prepare_demos(config, self.out, progress)
+        demo_slots = 2
+        if demo_dir is not None:
+            demo_slots += sum(e["length"] + 1 for e in read_manifest(demo_dir)["episodes"])
         self.demo_buffer = ReplayBuffer(demo_slots, **buffer_args, seed=config.seed + 1)
-        self.demo_buffer.load_demos(demo_dir)
+        if demo_dir is not None:
+            self.demo_buffer.load_demos(demo_dir)
         self.online_buffer = ReplayBuffer(config.buffer_capacity, **buffer_args, seed=config.seed + 2)
+        self.replay_log = ReplayLog(self.out / "replay" / "online")
         self.sampler = MixedSampler(self.demo_buffer, self.online_buffer, config.demo_fraction)
+        self.random_steps = config.random_steps
+        if self.random_steps is None:  # without demos, explore uniformly until learning starts
+            self.random_steps = 0 if len(self.demo_buffer) else config.learning_starts
         self.agent = SACAgent(
             config.agent,
             state_dim,
@@ -157,6 +173,17 @@ class Trainer:
         self.start_wall = time.monotonic()
         if resume and (self.out / "checkpoints" / "latest").exists():
             self.load_checkpoint(self.out / "checkpoints" / "latest")
+        else:
+            self.replay_log.clear()  # segments of a run that died before its first checkpoint
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tensorboard = SummaryWriter(self.out / "tensorboard", purge_step=self.env_steps or None)
+
+    def _make_env(self):
+        c = self.config
+        if c.env is not None:
+            return make_gymnasium_env(c.env)
+        return make_env(c.task, obs_mode=c.obs, image_size=c.image_size)
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict:
@@ -171,9 +198,7 @@ class Trainer:
             while self.env_steps < c.steps:
                 obs = self.act_and_store(obs)
                 if self.env_steps >= c.learning_starts:
-                    batch = self.sampler.sample(c.batch_size * c.utd).to(self.device)
-                    metrics = self.agent.update(batch, c.utd)
-                    self.updates += c.utd
+                    metrics = self.learn_step()
                 if self.env_steps % c.log_every == 0 and metrics:
                     row = self.log_training(metrics, update_clock)
                     update_clock = (time.monotonic(), self.updates)
@@ -187,22 +212,25 @@ class Trainer:
                     last_eval = row["success_rate"]
                     self.write_row(log, row)
                     plot_learning_curve(self.rows, self.out / "learning_curve.png")
-                    bar.set_postfix(success=last_eval)
+                    bar.set_postfix(success=last_eval, eval_return=f"{row['eval_return']:.1f}")
                 if self.env_steps % c.checkpoint_every == 0 or self.env_steps == c.steps:
                     self.save_checkpoint()
                 bar.update(1)
         bar.close()
-        evals = [r for r in self.rows if "success_rate" in r]
+        self.tensorboard.close()
+        evals = [r for r in self.rows if "eval_return" in r]
+        rates = [r["success_rate"] for r in evals if r["success_rate"] is not None]
         return {
             "out": str(self.out),
             **self.counters(),
             "final_success_rate": evals[-1]["success_rate"] if evals else None,
-            "best_success_rate": max((r["success_rate"] for r in evals), default=None),
+            "best_success_rate": max(rates, default=None),
+            "final_eval_return": evals[-1]["eval_return"] if evals else None,
         }
 
     def act_and_store(self, obs):
         c = self.config
-        action = self.env.action_space.sample() if self.env_steps < c.random_steps else self.agent.act(obs)
+        action = self.env.action_space.sample() if self.env_steps < self.random_steps else self.agent.act(obs)
         next_obs, reward, terminated, truncated, info = self.env.step(action)
         self.online_buffer.add(action, reward, terminated, truncated, next_obs)
         self.env_steps += 1
@@ -211,6 +239,13 @@ class Trainer:
             next_obs, _ = self.env.reset(seed=c.seed + self.episodes)
             self.online_buffer.start_episode(next_obs)
         return next_obs
+
+    def learn_step(self) -> dict[str, torch.Tensor]:
+        """UTD critic updates and one actor/temperature update on one sampled batch (no host sync)."""
+        c = self.config
+        batch = self.sampler.sample(c.batch_size * c.utd).to(self.device)
+        self.updates += c.utd
+        return self.agent.update(batch, c.utd)
 
     def counters(self) -> dict:
         return {
@@ -241,35 +276,42 @@ class Trainer:
         self.rows.append(row)
         log.write(json.dumps(row) + "\n")
         log.flush()
+        group = "eval" if "eval_return" in row else "train"
+        for name, value in row.items():
+            if name != "env_steps" and isinstance(value, int | float):
+                self.tensorboard.add_scalar(f"{group}/{name}", value, global_step=row["env_steps"])
+        self.tensorboard.flush()
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
-        """Atomic: written into a temporary directory, fsynced, renamed; then `latest` is swapped."""
+        """Atomic: the replay log gets the new slots (a durable segment), then the small state is
+        written into a temporary directory, fsynced and renamed; then `latest` is swapped. Only
+        the newest `keep_checkpoints` directories are kept."""
         root = self.out / "checkpoints"
         root.mkdir(exist_ok=True)
+        log_end = self.replay_log.append(self.online_buffer)
         name = f"step_{self.env_steps:09d}"
         tmp = root / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        torch.save(
-            {
-                "agent": self.agent.state_dict(),
-                "optimizers": {k: getattr(self.agent, k).state_dict() for k in OPTIMIZERS},
-                "generators": {k: getattr(self.agent, k).get_state() for k in GENERATORS},
-                "nonfinite": [self.agent.nonfinite_streak, self.agent.nonfinite_total],
-                "online_buffer": self.online_buffer.state_dict(),
-                "rng": {
-                    "python": random.getstate(),
-                    "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state(),
-                },
+        state = {
+            "agent": self.agent.state_dict(),
+            "optimizers": {k: getattr(self.agent, k).state_dict() for k in OPTIMIZERS},
+            "generators": {k: getattr(self.agent, k).get_state() for k in GENERATORS},
+            "nonfinite": [self.agent.nonfinite_streak, self.agent.nonfinite_total],
+            "online_replay": {"log_end": log_end, "meta": self.online_buffer.meta_state_dict()},
+            # Demos are reloaded from their directory; only their sampler state must carry over.
+            "demo_replay_meta": self.demo_buffer.meta_state_dict(),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "action_space": self.env.action_space.np_random.bit_generator.state,
             },
-            tmp / "state.pt",
-        )
-        (tmp / "counters.json").write_text(json.dumps({**self.counters(), "episodes": self.episodes}))
-        for path in tmp.iterdir():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
+        }
+        write_durably(state, tmp / "state.pt")
+        counters = {**self.counters(), "episodes": self.episodes}
+        write_durably_text(json.dumps(counters), tmp / "counters.json")
         final = root / name
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -278,7 +320,16 @@ class Trainer:
             link.unlink()
         link.symlink_to(name)
         os.replace(link, root / "latest")
+        self._prune_checkpoints(root)
         return final
+
+    def _prune_checkpoints(self, root: Path) -> None:
+        kept = sorted(p for p in root.glob("step_*") if p.is_dir())
+        for old in kept[: -self.config.keep_checkpoints]:
+            shutil.rmtree(old)
+        oldest = kept[-self.config.keep_checkpoints :][0]
+        meta = torch.load(oldest / "state.pt", map_location="cpu", weights_only=False)["online_replay"]
+        self.replay_log.prune(self.online_buffer.capacity, keep_from=meta["log_end"])
 
     def load_checkpoint(self, path: Path) -> None:
         state = torch.load(path / "state.pt", map_location=self.device, weights_only=False)
@@ -288,10 +339,14 @@ class Trainer:
         for key in GENERATORS:
             getattr(self.agent, key).set_state(state["generators"][key].cpu())
         self.agent.nonfinite_streak, self.agent.nonfinite_total = state["nonfinite"]
-        self.online_buffer.load_state_dict(state["online_buffer"])
+        replay = state["online_replay"]
+        meta = {**replay["meta"], "valid": replay["meta"]["valid"].to(self.online_buffer.device)}
+        self.replay_log.restore(self.online_buffer, replay["log_end"], meta)
+        self.demo_buffer.load_meta_state_dict(state["demo_replay_meta"])
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        self.env.action_space.np_random.bit_generator.state = state["rng"]["action_space"]
         counters = json.loads((path / "counters.json").read_text())
         self.env_steps, self.updates, self.episodes = (
             counters["env_steps"],
@@ -306,6 +361,13 @@ class Trainer:
             self.rows = [r for r in rows if r["env_steps"] <= self.env_steps]
             with open(self.out / "metrics.jsonl", "w") as f:  # drop rows logged after the checkpoint
                 f.writelines(json.dumps(r) + "\n" for r in self.rows)
+
+
+def write_durably_text(text: str, path: Path) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 OPTIMIZERS = ("critic_optimizer", "actor_optimizer", "temperature_optimizer")

@@ -199,7 +199,11 @@ def test_nonfinite_loss_skips_the_update():
         if name in before and not name.startswith("target"):
             assert torch.equal(value, before[name]), name
         assert torch.isfinite(value).all(), name
+    # The fused Adam kernel skipped the whole step: no moment or step count moved either.
+    critic_state = agent.critic_optimizer.state[agent.critic_params[0]]
+    assert critic_state["step"].item() == 0 and not critic_state["exp_avg"].any()
     agent.update(random_batch(seed=1))
+    assert critic_state["step"].item() == 1
     assert agent.nonfinite_streak.item() == 0 and agent.nonfinite_total.item() >= 1
 
 

@@ -1,7 +1,9 @@
 import json
 import os
+from dataclasses import replace
 
 import pytest
+import torch
 
 from learner.configs import SACConfig, TrainConfig
 from realrl.commands.train import Trainer
@@ -60,3 +62,72 @@ def test_train_writes_the_run_directory_and_resumes(tmp_path):
 def test_actor_processes_are_not_available_yet(tmp_path):
     with pytest.raises(ValueError, match="--actors 0"):
         Trainer(TrainConfig(actors=2), tmp_path)
+
+
+def test_resume_gives_the_same_next_updates_as_an_uninterrupted_run(tmp_path):
+    """Checkpoint at step 120, then 10 more updates in the same process; a fresh trainer resumed
+    from that checkpoint (as after a SIGKILL) must produce identical losses: networks, targets,
+    optimisers, temperature, generators and the replay (restored from its incremental log)."""
+    out = tmp_path / "run"
+    config = replace(tiny_config(120), checkpoint_every=60)
+    uninterrupted = Trainer(config, out, progress=False)
+    uninterrupted.run()
+    expected = [uninterrupted.learn_step() for _ in range(10)]
+    resumed = Trainer(config, out, resume=True, progress=False)
+    assert (resumed.env_steps, resumed.updates) == (120, 71)
+    got = [resumed.learn_step() for _ in range(10)]
+    for a, b in zip(expected, got, strict=True):
+        assert {k: float(v) for k, v in a.items()} == {k: float(v) for k, v in b.items()}
+    for name, value in uninterrupted.agent.state_dict().items():
+        assert torch.equal(value, resumed.agent.state_dict()[name]), name
+    # The checkpoint holds no replay slots: they live in the log's segments. 60 steps + 1 start
+    # obs, then slot 60 again (its step record came later) to 120 steps + 2 starts (the 100-step
+    # time limit ended the first episode).
+    segments = sorted(p.name for p in (out / "replay" / "online").iterdir())
+    assert segments == ["segment_000000000000_000000000061.pt", "segment_000000000060_000000000122.pt"]
+
+
+def test_an_existing_run_needs_resume(tmp_path):
+    out = tmp_path / "run"
+    Trainer(tiny_config(60), out, progress=False).run()
+    before = (out / "metrics.jsonl").read_text()
+    with pytest.raises(ValueError, match="--resume"):
+        Trainer(tiny_config(60), out, progress=False)
+    assert (out / "metrics.jsonl").read_text() == before
+
+
+def test_tensorboard_events_match_the_metrics_rows(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    Trainer(tiny_config(100), out, progress=False).run()
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    rows = read_rows(out)
+    evals = [(r["env_steps"], r["eval_return"]) for r in rows if "eval_return" in r]
+    logged = [(e.step, e.value) for e in events.Scalars("eval/eval_return")]
+    assert logged == [(step, pytest.approx(value)) for step, value in evals]
+    losses = [(r["env_steps"], r["critic_loss"]) for r in rows if "critic_loss" in r]
+    assert [(e.step, e.value) for e in events.Scalars("train/critic_loss")] == [
+        (step, pytest.approx(value)) for step, value in losses
+    ]
+
+
+def test_gymnasium_env_trains_without_demos(tmp_path):
+    config = replace(
+        tiny_config(120),
+        env="gymnasium:Pendulum-v1",
+        eval_every=120,
+        learning_starts=60,
+        checkpoint_every=120,
+    )
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    assert trainer.random_steps == 60 and len(trainer.demo_buffer) == 0
+    summary = trainer.run()
+    assert not (tmp_path / "run" / "demos").exists()
+    (row,) = [r for r in read_rows(tmp_path / "run") if "eval_return" in r]
+    # Pendulum has no success signal; its per-step reward lies in [-16.27, 0] for 200 steps.
+    assert row["success_rate"] is None and -16.28 * 200 <= row["eval_return"] < 0
+    assert summary["final_eval_return"] == row["eval_return"]
+    with pytest.raises(ValueError, match="gymnasium:<ID>"):
+        Trainer(replace(config, env="Pendulum-v1"), tmp_path / "other", progress=False)

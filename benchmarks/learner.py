@@ -1,0 +1,142 @@
+"""Learner update throughput: the real training-loop body (sample a 50/50 demo/online batch from
+uint8 replay, move it to the device, one RLPD critic + actor + temperature update) on synthetic
+data at given shapes. Reports updates/s, the median ms per update over timed chunks, and peak
+memory. `update_only_*` times the update on one pre-sampled on-device batch, to separate the agent
+from the replay. Compare with benchmarks/lerobot_sac.py (LeRobot 0.4.4) at the same flags."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from benchmarks.timing import peak_memory_mb, synchronize, timed_rate
+from learner.configs import SACConfig
+from learner.replay import MixedSampler, ReplayBuffer
+from learner.sac import SACAgent
+from realrl.episodes import Episode
+
+EPISODE_STEPS = 100
+
+
+def synthetic_episode(
+    rng: np.random.Generator, steps: int, state_dim: int, action_dim: int, cameras: int, image_size: int
+) -> Episode:
+    frames = (steps + 1, image_size, image_size, 3)
+    return Episode(
+        states=rng.standard_normal((steps + 1, state_dim)).astype(np.float32),
+        images={f"cam{i}": rng.integers(0, 256, frames, dtype=np.uint8) for i in range(cameras)},
+        action=rng.uniform(-1, 1, (steps, action_dim)).astype(np.float32),
+        reward=(rng.random(steps) < 0.1).astype(np.float32),
+        terminated=np.arange(steps) == steps - 1,
+        truncated=np.zeros(steps, dtype=bool),
+        success=np.zeros(steps, dtype=bool),
+        safety_margin=np.ones(steps, dtype=np.float32),
+        intervened=np.zeros(steps, dtype=bool),
+    )
+
+
+def filled_sampler(
+    state_dim: int, action_dim: int, cameras: int, image_size: int, transitions: int, device, seed: int
+) -> MixedSampler:
+    """Demo and online buffers each holding `transitions` synthetic steps."""
+    rng = np.random.default_rng(seed)
+    image_shapes = {f"cam{i}": (image_size, image_size, 3) for i in range(cameras)}
+    buffers = []
+    for offset in range(2):
+        episodes = max(1, transitions // EPISODE_STEPS)
+        buffer = ReplayBuffer(
+            episodes * (EPISODE_STEPS + 1) + 1,
+            state_dim,
+            action_dim,
+            image_shapes,
+            device=device,
+            seed=seed + offset,
+        )
+        for _ in range(episodes):
+            buffer.add_episode(
+                synthetic_episode(rng, EPISODE_STEPS, state_dim, action_dim, cameras, image_size)
+            )
+        buffers.append(buffer)
+    return MixedSampler(*buffers)
+
+
+def run(
+    obs: str = "state",
+    encoder: str = "conv",
+    critics: int = 10,
+    batch: int = 256,
+    image_size: int = 128,
+    cameras: int = 2,
+    state_dim: int = 14,
+    action_dim: int = 4,
+    seconds: float = 10.0,
+    device: str = "auto",
+    critic_impl: str = "auto",
+    transitions: int = 10_000,
+    seed: int = 0,
+) -> dict:
+    if obs not in ("state", "pixels"):
+        raise ValueError(f"--obs must be state or pixels, got {obs!r}")
+    if min(critics, batch, state_dim, action_dim, image_size) < 1 or seconds <= 0:
+        raise ValueError(
+            "--critics, --batch, --state-dim, --action-dim, --image-size and --seconds must be positive"
+        )
+    torch_device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    )
+    cameras = cameras if obs == "pixels" else 0
+    if torch_device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(torch_device)
+    config = SACConfig(
+        critics=critics,
+        critic_impl=critic_impl,
+        encoder=encoder,
+        pretrained_encoder=False,  # same architecture and cost; no download needed
+    )
+    agent = SACAgent(
+        config,
+        state_dim,
+        action_dim,
+        tuple(f"cam{i}" for i in range(cameras)),
+        image_size,
+        torch_device,
+        seed,
+    )
+    # Pixel buffers stay on the CPU (like a learner whose replay outgrows the GPU) unless on CUDA.
+    sampler = filled_sampler(state_dim, action_dim, cameras, image_size, transitions, torch_device, seed)
+
+    def loop_step() -> None:
+        agent.update(sampler.sample(batch).to(torch_device))
+
+    fixed = sampler.sample(batch).to(torch_device)
+
+    def update_step() -> None:
+        agent.update(fixed)
+
+    chunk = 10 if obs == "state" else 2
+    for _ in range(3):  # warm-up: allocator, kernels, Adam state
+        loop_step()
+    synchronize(torch_device)
+    updates_per_s, ms_per_update = timed_rate(loop_step, torch_device, seconds, chunk)
+    update_only, update_only_ms = timed_rate(update_step, torch_device, seconds / 2, chunk)
+    return {
+        "implementation": "realrl",
+        "updates_per_s": round(updates_per_s, 2),
+        "ms_per_update": round(ms_per_update, 3),
+        "update_only_updates_per_s": round(update_only, 2),
+        "update_only_ms_per_update": round(update_only_ms, 3),
+        "peak_mem_mb": round(peak_memory_mb(torch_device), 1),
+        "obs": obs,
+        "encoder": encoder if obs == "pixels" else None,
+        "state_dim": state_dim,
+        "action_dim": action_dim,
+        "batch": batch,
+        "critics": critics,
+        "critic_impl": type(agent.critic).__name__,
+        "image_size": image_size if obs == "pixels" else None,
+        "cameras": cameras,
+        "device": str(torch_device),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "seconds": seconds,
+    }
