@@ -4,18 +4,21 @@ Importing this package registers `realrl/PickCube-v0` and `realrl/PegInsert-v0`.
 from envs.registry import TASK_IDS, make_env, make_gymnasium_env, register_tasks, resolve_task_id
 from envs.robot_env import RobotEnv
 from envs.wrappers import (
+    DiscreteGripper,
     EpisodeStats,
     GripperTogglePenalty,
     GymnasiumAdapter,
     ImageTransform,
     RelativeFrameActions,
     VideoRecorder,
+    tristate_gripper_commands,
 )
 
 register_tasks()
 
 __all__ = [
     "TASK_IDS",
+    "DiscreteGripper",
     "EpisodeStats",
     "GripperTogglePenalty",
     "GymnasiumAdapter",
@@ -26,5 +29,6 @@ __all__ = [
     "make_env",
     "make_gymnasium_env",
     "register_tasks",
+    "tristate_gripper_commands",
     "resolve_task_id",
 ]

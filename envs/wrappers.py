@@ -252,6 +252,45 @@ class GripperTogglePenalty(gym.Wrapper):
         return obs, float(reward) - self.penalty * toggled, terminated, truncated, info
 
 
+class DiscreteGripper(gym.Wrapper):
+    """Why: HIL-SERL's hybrid agent picks the gripper from {open, stay, close}; "stay" needs memory.
+
+    action[-1] > 0.5 closes, < -0.5 opens, anything between holds the previous command (open after
+    reset). The inner env always receives +1 (close) or -1 (open)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._closed = False
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._closed = False
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action) -> StepResult:
+        action = np.array(action, dtype=np.float32)  # a copy: the caller's array stays as it was
+        self._closed = next_gripper_state(self._closed, float(action[-1]))
+        action[-1] = 1.0 if self._closed else -1.0
+        return self.env.step(action)
+
+
+def next_gripper_state(closed: bool, command: float) -> bool:
+    """Tri-state gripper command -> closed after it (NaN keeps the state; the env rejects NaN)."""
+    if command > 0.5:
+        return True
+    if command < -0.5:
+        return False
+    return closed
+
+
+def tristate_gripper_commands(commands: np.ndarray) -> np.ndarray:
+    """An episode's continuous gripper commands (> 0 close) -> tri-state ones for the hybrid agent:
+    +1 where the gripper closes, -1 where it opens, 0 where it keeps its state (the episode starts
+    open). Lets demos recorded with a continuous gripper train the discrete gripper critic."""
+    closed = np.asarray(commands, dtype=np.float32) > 0
+    before = np.concatenate([[False], closed[:-1]])
+    return np.where(closed == before, 0.0, np.where(closed, 1.0, -1.0)).astype(np.float32)
+
+
 def tool_to_base_action(action: np.ndarray, tcp_quat: np.ndarray) -> np.ndarray:
     """Rotate the translation of a tool-frame action into the base frame with `tcp_quat` (w, x, y, z)
     and clip each component back to [-1, 1]; the gripper command passes through unchanged.

@@ -46,6 +46,12 @@ class SACConfig:
     """Load ImageNet weights for resnet18 (downloaded once to the torch hub cache)."""
     image_pad: int = 4
     """DrQ random-shift padding in pixels (0 disables augmentation)."""
+    hybrid_gripper: bool = False
+    """HIL-SERL: the last action dim is a discrete gripper (open/stay/close) with a double-DQN critic."""
+    gripper_toggle_penalty: float = 0.02
+    """Hybrid agent: subtracted from the gripper critic's reward per open or close command."""
+    gripper_epsilon: float = 0.1
+    """Hybrid agent: chance of a uniformly random gripper choice while exploring."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +153,9 @@ class ReplayBuffer:
                 self._add(*step, self._episode_obs(episode, t + 1))
             self._chain = _CLOSED
 
-    def load_demos(self, directory: str | Path) -> int:
-        """Load every episode of a demo directory; returns how many were loaded."""
+    def load_demos(self, directory: str | Path, transform: Callable[[Episode], Episode] | None = None) -> int:
+        """Load every episode of a demo directory, each passed through `transform` if given (e.g.
+        the hybrid agent's tri-state gripper labels); returns how many were loaded."""
         manifest = read_manifest(directory)
         if manifest["obs_spec"] is None:
             return 0
@@ -169,7 +170,7 @@ class ReplayBuffer:
             )
         count = 0
         for episode in iter_episodes(directory):
-            self.add_episode(episode)
+            self.add_episode(transform(episode) if transform else episode)
             count += 1
         return count
 

@@ -163,7 +163,16 @@ class SACAgent(nn.Module):
 
     # -- updates ----------------------------------------------------------------------------
     def update_critic(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One critic step (and the encoder, through it); returns metrics and the detached obs
+        features for the actor step."""
         features, next_features, next_target_features = self._encode_pair(batch)
+        metrics = self._critic_step(batch, features, next_features, next_target_features)
+        self._soft_update_targets()
+        return metrics, features.detach()
+
+    def _critic_step(
+        self, batch: Batch, features: torch.Tensor, next_features: torch.Tensor, next_target_features
+    ) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             next_action, next_log_prob = self.actor(next_features, generator=self.generator)
             subset = torch.randperm(self.config.critics, device=self.device, generator=self.generator)
@@ -185,10 +194,8 @@ class SACAgent(nn.Module):
         grads = [
             torch.zeros_like(p) if g is None else g for p, g in zip(self.critic_params, grads, strict=True)
         ]
-        finite = guarded_step(self.critic_optimizer, self.critic_params, grads, loss)
-        self._track_finite(finite)
-        self._soft_update_targets()
-        return {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}, features.detach()
+        self._track_finite(guarded_step(self.critic_optimizer, self.critic_params, grads, loss))
+        return {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
     def update_actor(self, features: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         action, log_prob = self.actor(features, generator=self.generator)
@@ -232,11 +239,23 @@ class SACAgent(nn.Module):
     @torch.no_grad()
     def act(self, obs: dict, deterministic: bool = False) -> np.ndarray:
         """One env observation (numpy) -> one action in [-1, 1] (numpy float32)."""
-        state = torch.as_tensor(obs["state"], device=self.device).unsqueeze(0)
-        images = {c: torch.as_tensor(obs["images"][c], device=self.device).unsqueeze(0) for c in self.cameras}
-        features = self.encoder(state, self._images(images, augment=False))
+        features = self._observation_features(obs)
         action, _ = self.actor(features, deterministic=deterministic, generator=self.act_generator)
         return action[0].cpu().numpy().astype(np.float32)
+
+    def _observation_features(self, obs: dict) -> torch.Tensor:
+        state = torch.as_tensor(obs["state"], device=self.device).unsqueeze(0)
+        images = {c: torch.as_tensor(obs["images"][c], device=self.device).unsqueeze(0) for c in self.cameras}
+        return self.encoder(state, self._images(images, augment=False))
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimiser by name (checkpoints save and restore them all)."""
+        return {
+            "critic": self.critic_optimizer,
+            "actor": self.actor_optimizer,
+            "temperature": self.temperature_optimizer,
+        }
 
     def policy_state_dict(self) -> dict[str, torch.Tensor]:
         """What an actor process needs: the encoder and the actor, never the critics."""

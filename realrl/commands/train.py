@@ -19,13 +19,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from envs import make_env, make_gymnasium_env, resolve_task_id
+from envs import DiscreteGripper, make_env, make_gymnasium_env, resolve_task_id, tristate_gripper_commands
 from learner.configs import TrainConfig
+from learner.hybrid import make_agent
 from learner.replay import MixedSampler, ReplayBuffer
 from learner.replay_log import ReplayLog, write_durably
 from learner.sac import SACAgent
 from realrl.config import load_config, save_config
-from realrl.episodes import read_manifest
+from realrl.episodes import Episode, read_manifest
 
 
 class TrainingError(RuntimeError):
@@ -152,14 +153,15 @@ class Trainer:
             demo_slots += sum(e["length"] + 1 for e in read_manifest(demo_dir)["episodes"])
         self.demo_buffer = ReplayBuffer(demo_slots, **buffer_args, seed=config.seed + 1)
         if demo_dir is not None:
-            self.demo_buffer.load_demos(demo_dir)
+            labels = hybrid_gripper_labels if config.agent.hybrid_gripper else None
+            self.demo_buffer.load_demos(demo_dir, labels)
         self.online_buffer = ReplayBuffer(config.buffer_capacity, **buffer_args, seed=config.seed + 2)
         self.replay_log = ReplayLog(self.out / "replay" / "online")
         self.sampler = MixedSampler(self.demo_buffer, self.online_buffer, config.demo_fraction)
         self.random_steps = config.random_steps
         if self.random_steps is None:  # without demos, explore uniformly until learning starts
             self.random_steps = 0 if len(self.demo_buffer) else config.learning_starts
-        self.agent = SACAgent(
+        self.agent = make_agent(
             config.agent,
             state_dim,
             action_dim,
@@ -169,6 +171,8 @@ class Trainer:
             config.seed,
         )
         self.env_steps = self.updates = self.episodes = 0
+        self._episode_return, self._episode_success = 0.0, False
+        self._finished: list[tuple[float, bool]] = []  # (return, success) since the last log row
         self.rows: list[dict] = []
         self.start_wall = time.monotonic()
         if resume and (self.out / "checkpoints" / "latest").exists():
@@ -182,8 +186,10 @@ class Trainer:
     def _make_env(self):
         c = self.config
         if c.env is not None:
-            return make_gymnasium_env(c.env)
-        return make_env(c.task, obs_mode=c.obs, image_size=c.image_size)
+            env = make_gymnasium_env(c.env)
+        else:
+            env = make_env(c.task, obs_mode=c.obs, image_size=c.image_size)
+        return DiscreteGripper(env) if c.agent.hybrid_gripper else env
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict:
@@ -234,7 +240,11 @@ class Trainer:
         next_obs, reward, terminated, truncated, info = self.env.step(action)
         self.online_buffer.add(action, reward, terminated, truncated, next_obs)
         self.env_steps += 1
+        self._episode_return += float(reward)
+        self._episode_success = self._episode_success or bool(info.get("success"))
         if terminated or truncated:
+            self._finished.append((self._episode_return, self._episode_success))
+            self._episode_return, self._episode_success = 0.0, False
             self.episodes += 1
             next_obs, _ = self.env.reset(seed=c.seed + self.episodes)
             self.online_buffer.start_episode(next_obs)
@@ -263,9 +273,17 @@ class Trainer:
                 f"weights untouched); stopping. Last good weights: {self.out / 'checkpoints' / 'latest'}"
             )
         elapsed = max(time.monotonic() - update_clock[0], 1e-9)
+        finished, self._finished = self._finished, []
+        episode_stats = {}
+        if finished:  # exploration episodes (stochastic policy) finished since the last row
+            episode_stats = {
+                "train_episode_return": float(np.mean([r for r, _ in finished])),
+                "train_success_rate": float(np.mean([s for _, s in finished])),
+            }
         return {
             **self.counters(),
             **values,
+            **episode_stats,
             "updates_per_s": (self.updates - update_clock[1]) / elapsed,
             "nonfinite_total": int(self.agent.nonfinite_total),
             "episodes": self.episodes,
@@ -296,7 +314,7 @@ class Trainer:
         tmp.mkdir()
         state = {
             "agent": self.agent.state_dict(),
-            "optimizers": {k: getattr(self.agent, k).state_dict() for k in OPTIMIZERS},
+            "optimizers": {name: opt.state_dict() for name, opt in self.agent.optimizers.items()},
             "generators": {k: getattr(self.agent, k).get_state() for k in GENERATORS},
             "nonfinite": [self.agent.nonfinite_streak, self.agent.nonfinite_total],
             "online_replay": {"log_end": log_end, "meta": self.online_buffer.meta_state_dict()},
@@ -334,8 +352,8 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         state = torch.load(path / "state.pt", map_location=self.device, weights_only=False)
         self.agent.load_state_dict(state["agent"])
-        for key in OPTIMIZERS:
-            getattr(self.agent, key).load_state_dict(state["optimizers"][key])
+        for name, optimizer in self.agent.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
         for key in GENERATORS:
             getattr(self.agent, key).set_state(state["generators"][key].cpu())
         self.agent.nonfinite_streak, self.agent.nonfinite_total = state["nonfinite"]
@@ -363,6 +381,13 @@ class Trainer:
                 f.writelines(json.dumps(r) + "\n" for r in self.rows)
 
 
+def hybrid_gripper_labels(episode: Episode) -> Episode:
+    """Demo gripper commands as the hybrid agent's tri-state choices (see DiscreteGripper)."""
+    action = episode.action.copy()
+    action[:, -1] = tristate_gripper_commands(action[:, -1])
+    return replace(episode, action=action)
+
+
 def write_durably_text(text: str, path: Path) -> None:
     with open(path, "w") as f:
         f.write(text)
@@ -370,5 +395,4 @@ def write_durably_text(text: str, path: Path) -> None:
         os.fsync(f.fileno())
 
 
-OPTIMIZERS = ("critic_optimizer", "actor_optimizer", "temperature_optimizer")
 GENERATORS = ("generator", "act_generator")

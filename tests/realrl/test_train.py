@@ -9,7 +9,7 @@ from learner.configs import SACConfig, TrainConfig
 from realrl.commands.train import Trainer
 
 
-def tiny_config(steps: int) -> TrainConfig:
+def tiny_config(steps: int, **agent) -> TrainConfig:
     return TrainConfig(
         task="PickCube",
         steps=steps,
@@ -21,7 +21,7 @@ def tiny_config(steps: int) -> TrainConfig:
         eval_episodes=1,
         log_every=50,
         checkpoint_every=100,
-        agent=SACConfig(hidden=(32, 32), critics=2),
+        agent=SACConfig(hidden=(32, 32), critics=2, **agent),
     )
 
 
@@ -64,15 +64,19 @@ def test_actor_processes_are_not_available_yet(tmp_path):
         Trainer(TrainConfig(actors=2), tmp_path)
 
 
-def test_resume_gives_the_same_next_updates_as_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("hybrid", [False, True], ids=["sac", "hybrid"])
+def test_resume_gives_the_same_next_updates_as_an_uninterrupted_run(tmp_path, hybrid):
     """Checkpoint at step 120, then 10 more updates in the same process; a fresh trainer resumed
     from that checkpoint (as after a SIGKILL) must produce identical losses: networks, targets,
     optimisers, temperature, generators and the replay (restored from its incremental log)."""
     out = tmp_path / "run"
-    config = replace(tiny_config(120), checkpoint_every=60)
+    config = replace(tiny_config(120, hybrid_gripper=hybrid), checkpoint_every=60)
     uninterrupted = Trainer(config, out, progress=False)
     uninterrupted.run()
     expected = [uninterrupted.learn_step() for _ in range(10)]
+    if hybrid:  # demos' gripper commands became tri-state choices: the expert closes once, then stays
+        labels = uninterrupted.demo_buffer.action[:, -1].unique().tolist()
+        assert labels == [0.0, 1.0]
     resumed = Trainer(config, out, resume=True, progress=False)
     assert (resumed.env_steps, resumed.updates) == (120, 71)
     got = [resumed.learn_step() for _ in range(10)]
