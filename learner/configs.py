@@ -46,6 +46,9 @@ class SACConfig:
     """Load ImageNet weights for resnet18 (downloaded once to the torch hub cache)."""
     image_pad: int = 4
     """DrQ random-shift padding in pixels (0 disables augmentation)."""
+    normalize_state: bool = True
+    """Standardise the state vector with the demos' mean/std (or the first online data without
+    demos), fitted once before the first update and saved with the weights."""
     hybrid_gripper: bool = False
     """HIL-SERL: the last action dim is a discrete gripper (open/stay/close) with a double-DQN critic."""
     gripper_toggle_penalty: float = 0.02

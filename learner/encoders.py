@@ -100,11 +100,16 @@ class ResNet18Encoder(nn.Module):
 
 
 IMAGE_ENCODERS = {"conv": ConvEncoder, "resnet18": ResNet18Encoder}
+STATE_CLIP = 10.0  # standardised state values beyond +-10 std are outliers, not information
 
 
 class ObservationEncoder(nn.Module):
-    """{"state", "images"} -> one feature vector per sample. With no cameras the state passes through
-    unchanged (RLPD's state-based agent has no encoder)."""
+    """{"state", "images"} -> one feature vector per sample. With no cameras the (standardised) state
+    is the feature vector (RLPD's state-based agent has no encoder).
+
+    The state is standardised with a mean and std fitted once from data (`fit_state_normalizer`),
+    kept as buffers so checkpoints and the weights sent to actors carry them. Why: object positions
+    vary by centimetres in metre units; unscaled, the networks barely see where the cube is."""
 
     def __init__(
         self,
@@ -117,6 +122,9 @@ class ObservationEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.cameras = tuple(cameras)
+        self.register_buffer("state_mean", torch.zeros(state_dim))
+        self.register_buffer("state_std", torch.ones(state_dim))
+        self.register_buffer("normalizer_fitted", torch.zeros((), dtype=torch.bool))
         if not self.cameras:
             self.image_encoder = None
             self.proprio = nn.Identity()
@@ -131,9 +139,23 @@ class ObservationEncoder(nn.Module):
 
     def forward(self, state: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
         """state (N, S); images float (K, N, 3, H, W) for the K cameras in `self.cameras` order."""
+        state = ((state - self.state_mean) / self.state_std).clamp(-STATE_CLIP, STATE_CLIP)
         if self.image_encoder is None:
             return self.proprio(state)
         k, n = images.shape[:2]
         features = self.image_encoder(images.reshape(k * n, *images.shape[2:]))  # one pass, all cameras
         features = features.reshape(k, n, -1).permute(1, 0, 2).reshape(n, -1)
         return torch.cat([self.proprio(state), features], dim=-1)
+
+    @torch.no_grad()
+    def fit_state_normalizer(self, states: torch.Tensor, min_std: float = 0.01) -> None:
+        """Per-dim mean and std of `states` (N, S); std floored at `min_std` so a dim that was
+        constant in the data (a velocity at rest) cannot blow up later."""
+        if states.ndim != 2 or states.shape[1] != self.state_mean.shape[0] or len(states) < 2:
+            raise ValueError(
+                f"need states of shape (N >= 2, {self.state_mean.shape[0]}), got {tuple(states.shape)}"
+            )
+        states = states.to(self.state_mean.device, torch.float32)
+        self.state_mean.copy_(states.mean(dim=0))
+        self.state_std.copy_(states.std(dim=0).clamp_min(min_std))
+        self.normalizer_fitted.fill_(True)

@@ -174,6 +174,11 @@ class ReplayBuffer:
             count += 1
         return count
 
+    def stored_states(self) -> torch.Tensor:
+        """The state of every valid transition start, (len, state_dim) (e.g. for normalisation)."""
+        with self._lock:
+            return self.state[torch.as_tensor(self._valid_host, device=self.device)].clone()
+
     def sample(self, batch_size: int) -> Batch:
         """`batch_size` transitions drawn uniformly (with replacement) over valid starts."""
         if batch_size < 1:

@@ -134,6 +134,11 @@ class SACAgent(nn.Module):
         self.nonfinite_total = torch.zeros((), dtype=torch.long, device=self.device)
         self._update_finite = torch.ones((), dtype=torch.bool, device=self.device)
 
+    def fit_state_normalizer(self, states: torch.Tensor) -> None:
+        """Standardise the state with these samples' statistics, online and target encoder alike."""
+        self.encoder.fit_state_normalizer(states)
+        self.target_encoder.fit_state_normalizer(states)
+
     @property
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.exp()

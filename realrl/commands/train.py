@@ -172,6 +172,7 @@ class Trainer:
         )
         self.env_steps = self.updates = self.episodes = 0
         self._episode_return, self._episode_success = 0.0, False
+        self._normalizer_checked = False
         self._finished: list[tuple[float, bool]] = []  # (return, success) since the last log row
         self.rows: list[dict] = []
         self.start_wall = time.monotonic()
@@ -253,6 +254,11 @@ class Trainer:
     def learn_step(self) -> dict[str, torch.Tensor]:
         """UTD critic updates and one actor/temperature update on one sampled batch (no host sync)."""
         c = self.config
+        if not self._normalizer_checked:  # once per process: reading the flag is a host sync
+            self._normalizer_checked = True
+            if c.agent.normalize_state and not bool(self.agent.encoder.normalizer_fitted):
+                source = self.demo_buffer if len(self.demo_buffer) else self.online_buffer
+                self.agent.fit_state_normalizer(source.stored_states())
         batch = self.sampler.sample(c.batch_size * c.utd).to(self.device)
         self.updates += c.utd
         return self.agent.update(batch, c.utd)

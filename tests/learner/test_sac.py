@@ -225,3 +225,20 @@ def test_act_is_bounded_and_policy_weights_exclude_critics():
     action = agent.act({"state": torch.randn(6).numpy()})
     assert action.shape == (3,) and action.dtype.name == "float32" and abs(action).max() <= 1
     assert not any(k.startswith(("critic", "target")) for k in agent.policy_state_dict())
+
+
+def test_state_normalizer_standardises_with_fitted_statistics():
+    agent = SACAgent(small_config(), 3, 2)
+    states = torch.tensor([[1.0, 10.0, 5.0], [3.0, 30.0, 5.0], [5.0, 50.0, 5.0]])  # dim 2 is constant
+    agent.fit_state_normalizer(states)
+    torch.testing.assert_close(agent.encoder.state_mean, torch.tensor([3.0, 30.0, 5.0]))
+    torch.testing.assert_close(agent.encoder.state_std, torch.tensor([2.0, 20.0, 0.01]))  # floored
+    features = agent.encoder(torch.tensor([[3.0, 50.0, 5.5], [3.0, 30.0, 9.0]]))
+    torch.testing.assert_close(features, torch.tensor([[0.0, 1.0, 10.0], [0.0, 0.0, 10.0]]))  # clipped
+    torch.testing.assert_close(agent.target_encoder.state_std, agent.encoder.state_std)
+    assert bool(agent.encoder.normalizer_fitted)
+    # The statistics travel with the weights an actor receives and with checkpoints.
+    assert torch.equal(agent.policy_state_dict()["encoder.state_mean"], agent.encoder.state_mean)
+    other = SACAgent(small_config(), 3, 2, seed=5)
+    other.load_state_dict(agent.state_dict())
+    assert torch.equal(other.encoder.state_std, agent.encoder.state_std)

@@ -31,7 +31,8 @@ def read_rows(out):
 
 def test_train_writes_the_run_directory_and_resumes(tmp_path):
     out = tmp_path / "run"
-    summary = Trainer(tiny_config(200), out, progress=False).run()
+    trainer = Trainer(tiny_config(200), out, progress=False)
+    summary = trainer.run()
     assert summary["env_steps"] == 200 and summary["updates"] == 151  # updates from step 50 on, UTD 1
     rows = read_rows(out)
     assert all({"env_steps", "updates", "wall_s"} <= set(r) for r in rows)
@@ -49,6 +50,10 @@ def test_train_writes_the_run_directory_and_resumes(tmp_path):
         "step_000000200",
     ]
     assert (out / "demos" / "manifest.json").exists()
+
+    # The state normaliser was fitted once, on the demos, before the first update.
+    demo_states = trainer.demo_buffer.stored_states()
+    torch.testing.assert_close(trainer.agent.encoder.state_mean, demo_states.mean(dim=0))
 
     resumed = Trainer(tiny_config(300), out, resume=True, progress=False)
     assert (resumed.env_steps, resumed.updates) == (200, 151)
