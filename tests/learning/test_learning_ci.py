@@ -12,19 +12,26 @@ from realrl.commands.train import Trainer
 def test_sac_learns_pendulum_swing_up(tmp_path):
     config = TrainConfig(
         env="gymnasium:Pendulum-v1",
-        steps=3000,
+        steps=4000,
         seed=0,
         batch_size=128,
         learning_starts=500,
         eval_every=1000,
-        eval_episodes=5,
+        eval_episodes=3,
         log_every=500,
-        checkpoint_every=3000,
-        agent=SACConfig(hidden=(64, 64), critics=2, init_temperature=0.1),
+        checkpoint_every=4000,
+        agent=SACConfig(
+            hidden=(64, 64),
+            critics=2,
+            init_temperature=0.1,
+            actor_lr=1e-3,
+            critic_lr=1e-3,
+            temperature_lr=1e-3,
+        ),
     )
     summary = Trainer(config, tmp_path / "run", progress=False).run()
     evals = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     returns = [row["eval_return"] for row in evals if "eval_return" in row]
     print("pendulum eval returns", returns)
-    assert returns[0] < -700  # after 1000 steps (500 random): not swinging up yet
+    assert returns[0] < -700  # after 1000 steps (500 of them random): not swinging up yet
     assert summary["final_eval_return"] > -400
