@@ -17,9 +17,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)  ## create .venv and install realrl with its test extras
 
-demo: install  ## record scripted demos in the sim twin and write a contact sheet of camera frames
+DEMO_STEPS ?= 10000
+
+demo: install  ## record pixel demos + contact sheet, then train PickCube (state) to a success curve in runs/demo/train
+	rm -rf runs/demo
 	$(BIN)/realrl demos record --task PickCube --source scripted --episodes 10 --obs pixels --out runs/demo/demos --contact-sheet runs/demo/contact_sheet.png
 	$(BIN)/realrl demos info runs/demo/demos
+	$(BIN)/realrl train --task PickCube --obs state --steps $(DEMO_STEPS) --eval-every 1000 --out runs/demo/train
+	@echo "learning curve: runs/demo/train/learning_curve.png  (tensorboard --logdir runs/demo/train/tensorboard)"
 
 test: install  ## lint and run the whole test suite
 	$(BIN)/ruff check .

@@ -104,6 +104,9 @@ class TrainConfig:
     """Stop training after this many consecutive updates with a NaN/inf loss."""
     device: str = "auto"
     """Torch device of the learner: auto picks cuda when available."""
+    replay_device: str = "auto"
+    """Where the replay lives: auto keeps it on the learner's GPU when it needs under half the free
+    GPU memory (sampling then never crosses PCIe), else in CPU memory; or cpu / cuda."""
     actors: int = 0
     """Actor processes; 0 runs the actor loop in this process (the only mode so far)."""
     agent: SACConfig = field(default_factory=SACConfig)

@@ -277,7 +277,7 @@ class ReplayBuffer:
             )
 
     def _load_meta(self, state: Mapping[str, Any]) -> None:
-        self._generator.set_state(state["generator"])
+        self._generator.set_state(state["generator"].cpu())
         self._valid_host[:] = self.valid.cpu().numpy()
         self._num_valid = int(self._valid_host.sum())
         self._version += 1

@@ -39,6 +39,22 @@ def resolve_device(name: str) -> torch.device:
     )
 
 
+def replay_bytes(capacity: int, state_dim: int, action_dim: int, image_shapes: dict) -> int:
+    """Bytes a ReplayBuffer of this shape allocates (float32 state/action/reward, uint8 frames, flags)."""
+    per_slot = 4 * (state_dim + action_dim + 1) + 3 + 8 + sum(int(np.prod(s)) for s in image_shapes.values())
+    return capacity * per_slot
+
+
+def resolve_replay_device(name: str, learner: torch.device, needed_bytes: int) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if learner.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(learner)
+        if needed_bytes < free / 2:
+            return learner
+    return torch.device("cpu")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -140,10 +156,12 @@ class Trainer:
         image_shapes = (
             {c: space.shape for c, space in spaces["images"].items()} if "images" in spaces.spaces else {}
         )
+        needed = replay_bytes(config.buffer_capacity, state_dim, action_dim, image_shapes)
         buffer_args = dict(
             state_dim=state_dim,
             action_dim=action_dim,
             image_shapes=image_shapes,
+            device=resolve_replay_device(config.replay_device, self.device, needed),
             n_step=config.n_step,
             gamma=config.agent.gamma,
         )
@@ -294,6 +312,7 @@ class Trainer:
             "nonfinite_total": int(self.agent.nonfinite_total),
             "episodes": self.episodes,
             "rejected_transitions": self.online_buffer.rejected,
+            "replay_mb": round((self.online_buffer.nbytes + self.demo_buffer.nbytes) / 2**20, 1),
         }
 
     def write_row(self, log, row: dict) -> None:
