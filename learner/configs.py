@@ -86,8 +86,9 @@ class TrainConfig:
     """Uniform random actions before the policy acts; none means 0 with demos, else learning_starts."""
     learning_starts: int = 256
     """Env steps before the first update."""
-    n_step: int = 1
-    """n-step returns in the replay buffer."""
+    n_step: int = 3
+    """n-step returns in the replay buffer (3: sparse success rewards reach the start of an episode
+    3x sooner; PickCube learned with 3 and not with 1 in 10k steps, measured)."""
     buffer_capacity: int = 200_000
     """Online replay capacity in observation slots."""
     eval_every: int = 2_000

@@ -13,6 +13,7 @@ def test_sac_learns_pendulum_swing_up(tmp_path):
     config = TrainConfig(
         env="gymnasium:Pendulum-v1",
         steps=4000,
+        n_step=1,
         seed=0,
         batch_size=128,
         learning_starts=500,
