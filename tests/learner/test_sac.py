@@ -242,3 +242,13 @@ def test_state_normalizer_standardises_with_fitted_statistics():
     other = SACAgent(small_config(), 3, 2, seed=5)
     other.load_state_dict(agent.state_dict())
     assert torch.equal(other.encoder.state_std, agent.encoder.state_std)
+
+
+def test_conv_encoder_keeps_rlpd_resolution_for_larger_images():
+    from learner.encoders import ConvEncoder, conv_strides
+
+    assert conv_strides(64) == conv_strides(84) == (2, 1, 1, 1)  # RLPD / DrQ
+    assert conv_strides(128) == (2, 2, 1, 1) and conv_strides(256) == (2, 2, 2, 1)
+    # 128 -> 63 -> 31 -> 29 -> 27: about the 25x25 map of RLPD's trunk at 64 px (64 -> 31 -> 29 -> 27 -> 25).
+    assert ConvEncoder(128).head[0].in_features == 32 * 27 * 27
+    assert ConvEncoder(64).head[0].in_features == 32 * 25 * 25
