@@ -46,6 +46,9 @@ class SACConfig:
     """Load ImageNet weights for resnet18 (downloaded once to the torch hub cache)."""
     image_pad: int = 4
     """DrQ random-shift padding in pixels (0 disables augmentation)."""
+    image_bf16: bool = True
+    """bfloat16 autocast for the image encoder where the device has native bf16 (CUDA sm80+, CPUs
+    with AVX512-BF16/AMX; 1.8x faster conv trunk measured on such a CPU); critics and actor stay fp32."""
     normalize_state: bool = True
     """Standardise the state vector with the demos' mean/std (or the first online data without
     demos), fitted once before the first update and saved with the weights."""

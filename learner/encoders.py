@@ -51,6 +51,14 @@ class ConvEncoder(nn.Module):
         return self.head(self.trunk(images - 0.5))
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device computes bfloat16 natively (CUDA sm80+, CPUs with AVX512-BF16 or AMX);
+    elsewhere bf16 autocast would be emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def conv_strides(image_size: int, layers: int = 4) -> tuple[int, ...]:
     """RLPD's (2, 1, 1, 1) up to ~90 px (DrQ used it at 84), one more leading stride 2 per doubling."""
     halvings = 1 + max(0, round(math.log2(image_size / 64)))
@@ -130,9 +138,11 @@ class ObservationEncoder(nn.Module):
         kind: str = "conv",
         pretrained: bool = False,
         proprio_dim: int = 64,
+        bf16: bool = False,
     ) -> None:
         super().__init__()
         self.cameras = tuple(cameras)
+        self.bf16 = bf16  # autocast the image trunk to bfloat16 (see native_bf16)
         self.register_buffer("state_mean", torch.zeros(state_dim))
         self.register_buffer("state_std", torch.ones(state_dim))
         self.register_buffer("normalizer_fitted", torch.zeros((), dtype=torch.bool))
@@ -144,7 +154,9 @@ class ObservationEncoder(nn.Module):
         if kind not in IMAGE_ENCODERS:
             raise ValueError(f"image encoder must be one of {sorted(IMAGE_ENCODERS)}, got {kind!r}")
         kwargs = {"pretrained": pretrained} if kind == "resnet18" else {}
-        self.image_encoder = IMAGE_ENCODERS[kind](image_size, **kwargs)
+        # channels_last (NHWC) weights and inputs: 1.7x faster conv forward+backward on CPU (oneDNN,
+        # measured at 128 px), and the layout tensor cores want on GPU.
+        self.image_encoder = IMAGE_ENCODERS[kind](image_size, **kwargs).to(memory_format=torch.channels_last)
         self.proprio = nn.Sequential(nn.Linear(state_dim, proprio_dim), nn.LayerNorm(proprio_dim), nn.Tanh())
         self.output_dim = proprio_dim + len(self.cameras) * self.image_encoder.feature_dim
 
@@ -154,7 +166,9 @@ class ObservationEncoder(nn.Module):
         if self.image_encoder is None:
             return self.proprio(state)
         k, n = images.shape[:2]
-        features = self.image_encoder(images.reshape(k * n, *images.shape[2:]))  # one pass, all cameras
+        stacked = images.reshape(k * n, *images.shape[2:]).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(stacked.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            features = self.image_encoder(stacked).float()  # one pass, all cameras
         features = features.reshape(k, n, -1).permute(1, 0, 2).reshape(n, -1)
         return torch.cat([self.proprio(state), features], dim=-1)
 

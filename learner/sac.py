@@ -18,7 +18,7 @@ from torch import nn
 from learner.augment import random_shift
 from learner.batch import Batch
 from learner.configs import SACConfig
-from learner.encoders import ObservationEncoder, to_float_nchw
+from learner.encoders import ObservationEncoder, native_bf16, to_float_nchw
 from learner.networks import TanhGaussianActor, make_critic
 
 # CPU, E=10, B=256, 256x2, 2 cores: loop 32 ms vs vectorised 39 ms per update (one noisy run; to be
@@ -107,7 +107,12 @@ class SACAgent(nn.Module):
             impl = PREFERRED_CRITIC_IMPL.get(self.device.type, "vectorized")
         torch.manual_seed(seed)
         self.encoder = ObservationEncoder(
-            state_dim, self.cameras, image_size, config.encoder, config.pretrained_encoder
+            state_dim,
+            self.cameras,
+            image_size,
+            config.encoder,
+            config.pretrained_encoder,
+            bf16=config.image_bf16 and native_bf16(self.device),
         )
         features = self.encoder.output_dim
         self.critic = make_critic(

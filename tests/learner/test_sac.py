@@ -252,3 +252,18 @@ def test_conv_encoder_keeps_rlpd_resolution_for_larger_images():
     # 128 -> 63 -> 31 -> 29 -> 27: about the 25x25 map of RLPD's trunk at 64 px (64 -> 31 -> 29 -> 27 -> 25).
     assert ConvEncoder(128).head[0].in_features == 32 * 27 * 27
     assert ConvEncoder(64).head[0].in_features == 32 * 25 * 25
+
+
+def test_bf16_image_trunk_matches_float32_within_bf16_precision():
+    from learner.encoders import ObservationEncoder
+
+    torch.manual_seed(0)
+    fp32 = ObservationEncoder(5, ("front", "wrist"), 32)
+    bf16 = ObservationEncoder(5, ("front", "wrist"), 32, bf16=True)
+    bf16.load_state_dict(fp32.state_dict())
+    state, images = torch.randn(6, 5), torch.rand(2, 6, 3, 32, 32)
+    out32, out16 = fp32(state, images), bf16(state, images)
+    assert out16.dtype == torch.float32 and out16.shape == out32.shape == (6, 64 + 2 * 50)
+    # bf16 keeps 8 bits of mantissa: features in [-1, 1] agree to about 1e-2, not exactly.
+    torch.testing.assert_close(out16, out32, atol=3e-2, rtol=0)
+    assert not torch.equal(out16, out32)
