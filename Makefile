@@ -36,6 +36,7 @@ lint: install
 
 bench: install  ## speed benchmarks, one JSON object each
 	$(BIN)/realrl bench sim --json
+	$(BIN)/realrl bench learner --json
 
 # LeRobot 0.4.4 beside the project's env, not in it: the wheel and only what its SAC modules import
 # (plus transformers for --encoder resnet18), run on the project's own torch.
