@@ -73,7 +73,7 @@ class RobotEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self.robot.reset(seed=int(self.np_random.integers(2**31 - 1)))
-        self._gripper_cmd = -1.0
+        self._gripper_cmd = 1.0 if self.task.spec.gripper_locked else -1.0
         state, objects = self.robot.get_state(), self.robot.get_object_poses()
         info = self._info(state, objects, success=self.task.success(state, objects))
         return self._observation(state, objects), info
@@ -82,7 +82,7 @@ class RobotEnv(gym.Env):
         action = self.check_action(action)
         state = self.robot.get_state()
         target = state.tcp_pos + action[:3] * self.task.spec.action_scale
-        self._gripper_cmd = float(action[3])
+        self._gripper_cmd = 1.0 if self.task.spec.gripper_locked else float(action[3])
         self.robot.command(Pose(target, TCP_DOWN_QUAT), gripper=(self._gripper_cmd + 1.0) / 2.0)
         self.robot.advance()
         state, objects = self.robot.get_state(), self.robot.get_object_poses()

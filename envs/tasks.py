@@ -26,6 +26,10 @@ class TaskSpec:
     keep_out: tuple[WorkspaceLimits, ...] = ()
     # Weights of the dense shaping terms (reward_mode="dense").
     dense_weights: dict[str, float] = field(default_factory=dict)
+    # The object starts in the closed gripper and must stay there: action[3] is ignored and the
+    # gripper held closed, as SERL's peg insertion does, so a policy cannot drop it (measured: an
+    # RLPD policy that could command the gripper let the peg go in most failed PegInsert episodes).
+    gripper_locked: bool = False
 
 
 class Task(ABC):
@@ -113,6 +117,7 @@ class PegInsert(Task):
         safety_box=WorkspaceLimits((0.24, -0.31, -0.02), (0.76, 0.31, 0.46)),
         table_clearance=0.008,
         dense_weights={"align": 0.3, "depth": 0.7},
+        gripper_locked=True,
     )
     object_state_dim = 10
     hole_half = 0.0155

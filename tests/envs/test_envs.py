@@ -193,3 +193,19 @@ def test_invalid_options_are_clear_errors():
         make_env("PickCube", obs_mode="depth")
     with pytest.raises(ValueError, match="reward_mode"):
         make_env("PickCube", reward_mode="shaped")
+
+
+def test_peg_insert_holds_the_peg_whatever_the_gripper_command():
+    env = make_env("PegInsert")
+    obs, _ = env.reset(seed=3)
+    peg_z = obs["state"][9]
+    for _ in range(5):  # "open" at full strength while standing still
+        obs, *_ = env.step(np.array([0, 0, 0, -1], dtype=np.float32))
+    width = obs["state"][6]
+    assert abs(obs["state"][9] - peg_z) < 0.005  # still in the hand, not dropped
+    assert width < 0.03  # the fingers stay closed on the 2.5 cm peg
+    opened = make_env("PickCube")
+    obs, _ = opened.reset(seed=3)
+    for _ in range(5):
+        obs, *_ = opened.step(np.array([0, 0, 0, -1], dtype=np.float32))
+    assert obs["state"][6] > 0.07  # PickCube's gripper does open (8 cm stroke)
