@@ -108,6 +108,12 @@ def cmd_bench_learner(args: argparse.Namespace) -> None:
     _print_result({"task": args.task, **result}, args.json)
 
 
+def cmd_keys_generate(args: argparse.Namespace) -> None:
+    from realrl.commands.keys import generate_keys
+
+    _print_result(generate_keys(args.directory, args.name), args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="realrl",
@@ -178,6 +184,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dataclass_arguments(train, TrainConfig)
     train.set_defaults(handler=cmd_train)
+
+    keys = verbs.add_parser("keys", help="CURVE key pairs for encrypted, allow-listed actor/learner traffic")
+    key_verbs = keys.add_subparsers(dest="keys_verb", metavar="<action>", required=True)
+    generate = key_verbs.add_parser(
+        "generate",
+        help="write NAME.key (public) and NAME.key_secret (owner-only) into DIRECTORY",
+        description="Make a CURVE key pair in pyzmq's certificate format. Give the learner's public key "
+        "to every actor, and put each allowed actor's public NAME.key into the learner's allow-list "
+        "directory. Existing keys are never overwritten.",
+    )
+    generate.add_argument("directory")
+    generate.add_argument("--name", required=True, help="key name, e.g. learner or robot-1")
+    generate.add_argument("--json", action="store_true", help="print the paths as one JSON object")
+    generate.set_defaults(handler=cmd_keys_generate)
 
     bench = verbs.add_parser("bench", help="speed benchmarks; each prints one JSON object with --json")
     bench_verbs = bench.add_subparsers(dest="bench_verb", metavar="<what>", required=True)
