@@ -1,0 +1,122 @@
+"""The actor's on-disk spool of records the learner has not acked yet (issue 4 groundwork).
+
+Each record is the multipart message exactly as it goes on the wire, one file per sequence number,
+written to a temporary name and renamed, so a killed actor leaves whole records or none and a
+restarted one resends everything still pending. The spool is bounded: when `max_bytes` would be
+exceeded, `put` refuses the record and counts it (the control loop must never wait for disk or
+network), so the kept records stay an unbroken prefix of the stream. Not thread-safe by itself: one
+transport thread owns it. No fsync: records must survive a process restart, which the page cache
+does; a power cut may lose the newest unacked steps."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+_log = logging.getLogger(__name__)
+_RECORD = re.compile(r"^(\d{12})\.rec$")
+_COUNT = struct.Struct("<I")
+_LENGTH = struct.Struct("<Q")
+
+
+class SpoolError(ValueError):
+    """A spool file that is not a whole record (written by something else, or damaged)."""
+
+
+class Spool:
+    def __init__(self, directory: str | Path, max_bytes: int = 2 * 2**30) -> None:
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be > 0, got {max_bytes}")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.refused = 0  # records not spooled because the spool was full
+        self.damaged = 0  # records found unreadable (moved aside, never resent)
+        for leftover in self.directory.glob(".*.tmp"):  # a write cut short by a kill
+            leftover.unlink()
+        self._sizes = {seq: path.stat().st_size for seq, path in self._files()}
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self._sizes.values())
+
+    def put(self, seq: int, frames: Sequence[bytes | memoryview]) -> bool:
+        """Store one record; False (and counted) when the spool is full."""
+        blob = _pack(frames)
+        if self.nbytes + len(blob) > self.max_bytes:
+            self.refused += 1
+            return False
+        path = self._path(seq)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, path)
+        self._sizes[seq] = len(blob)
+        return True
+
+    def ack(self, seq: int) -> None:
+        """The learner stored `seq`: forget it (acks for unknown seqs are ignored: resends)."""
+        if self._sizes.pop(seq, None) is not None:
+            self._path(seq).unlink(missing_ok=True)
+
+    def ack_through(self, seq: int) -> int:
+        """Forget every record up to and including `seq` (a cumulative ack); returns how many."""
+        done = [s for s in self._sizes if s <= seq]
+        for s in done:
+            self.ack(s)
+        return len(done)
+
+    def pending(self) -> Iterator[tuple[int, list[bytes]]]:
+        """(seq, frames) of every unacked record, oldest first. A damaged file is moved aside to
+        NAME.bad (kept for inspection, never resent), counted in `damaged` and logged."""
+        for seq in sorted(self._sizes):
+            path = self._path(seq)
+            try:
+                frames = _unpack(path.read_bytes(), path)
+            except SpoolError as error:
+                _log.warning("spool: %s; moved aside to %s.bad", error, path.name)
+                os.replace(path, path.with_name(f"{path.name}.bad"))
+                del self._sizes[seq]
+                self.damaged += 1
+                continue
+            yield seq, frames
+
+    def _path(self, seq: int) -> Path:
+        return self.directory / f"{seq:012d}.rec"
+
+    def _files(self) -> Iterator[tuple[int, Path]]:
+        for path in self.directory.iterdir():
+            match = _RECORD.match(path.name)
+            if match:
+                yield int(match[1]), path
+
+
+def _pack(frames: Sequence[bytes | memoryview]) -> bytes:
+    parts = [_COUNT.pack(len(frames))]
+    parts += [_LENGTH.pack(memoryview(f).nbytes) for f in frames]
+    parts += [bytes(f) for f in frames]
+    return b"".join(parts)
+
+
+def _unpack(blob: bytes, path: Path) -> list[bytes]:
+    try:
+        (count,) = _COUNT.unpack_from(blob, 0)
+        offset = _COUNT.size
+        lengths = [_LENGTH.unpack_from(blob, offset + i * _LENGTH.size)[0] for i in range(count)]
+    except struct.error:
+        raise SpoolError(f"{path}: truncated record header") from None
+    offset += count * _LENGTH.size
+    if offset + sum(lengths) != len(blob):
+        raise SpoolError(f"{path}: record length {len(blob)} does not match its frame table")
+    frames = []
+    for length in lengths:
+        frames.append(blob[offset : offset + length])
+        offset += length
+    return frames
