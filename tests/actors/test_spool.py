@@ -2,6 +2,7 @@
 new records instead of blocking, leftovers of a killed write go, damaged records are set aside."""
 
 import numpy as np
+
 from actors.spool import Spool
 from realrl.wire import decode, encode
 
