@@ -34,8 +34,10 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, members: list[int] | None = None) -> torch.Tensor:
+        if members is None:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias[members], x, self.weight[members])
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -46,8 +48,11 @@ class EnsembleLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(ensemble, 1, width))
         self.bias = nn.Parameter(torch.zeros(ensemble, 1, width))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.bias, F.layer_norm(x, x.shape[-1:]), self.weight)
+    def forward(self, x: torch.Tensor, members: list[int] | None = None) -> torch.Tensor:
+        weight, bias = (
+            (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
+        )
+        return torch.addcmul(bias, F.layer_norm(x, x.shape[-1:]), weight)
 
 
 class CriticEnsemble(nn.Module):
@@ -70,10 +75,15 @@ class CriticEnsemble(nn.Module):
         layers.append(EnsembleLinear(ensemble, width_in, 1))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, action: torch.Tensor, members: list[int] | None = None
+    ) -> torch.Tensor:
+        """(E, B) Q-values, or (len(members), B) computing only those members."""
         x = torch.cat([features, action], dim=-1)
-        x = x.unsqueeze(0).expand(self.ensemble, *x.shape)
-        return self.net(x).squeeze(-1)
+        x = x.unsqueeze(0).expand(self.ensemble if members is None else len(members), *x.shape)
+        for layer in self.net:
+            x = layer(x, members) if isinstance(layer, EnsembleLinear | EnsembleLayerNorm) else layer(x)
+        return x.squeeze(-1)
 
 
 class LoopCriticEnsemble(nn.Module):
@@ -89,9 +99,12 @@ class LoopCriticEnsemble(nn.Module):
             mlp(input_dim + action_dim, hidden, 1, layer_norm=layer_norm) for _ in range(ensemble)
         )
 
-    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, action: torch.Tensor, members: list[int] | None = None
+    ) -> torch.Tensor:
         x = torch.cat([features, action], dim=-1)
-        return torch.stack([member(x).squeeze(-1) for member in self.members])
+        chosen = self.members if members is None else [self.members[i] for i in members]
+        return torch.stack([member(x).squeeze(-1) for member in chosen])
 
 
 def make_critic(

@@ -135,6 +135,7 @@ class SACAgent(nn.Module):
         self.temperature_optimizer = make_adam([self.log_alpha], config.temperature_lr)
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.act_generator = torch.Generator(self.device).manual_seed(seed + 1)
+        self.subset_generator = torch.Generator().manual_seed(seed + 2)  # CPU: target-critic subsets
         self.nonfinite_streak = torch.zeros((), dtype=torch.long, device=self.device)
         self.nonfinite_total = torch.zeros((), dtype=torch.long, device=self.device)
         self._update_finite = torch.ones((), dtype=torch.bool, device=self.device)
@@ -185,10 +186,12 @@ class SACAgent(nn.Module):
     ) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             next_action, next_log_prob = self.actor(next_features, generator=self.generator)
-            subset = torch.randperm(self.config.critics, device=self.device, generator=self.generator)
-            next_q = self.target_critic(next_target_features, next_action)[
-                subset[: self.config.critic_subsample]
-            ]
+            # Only the M sampled target critics are evaluated (RLPD subsamples the parameters too);
+            # drawn on the host so the loop ensemble can index its modules without a device sync.
+            members = torch.randperm(self.config.critics, generator=self.subset_generator)
+            next_q = self.target_critic(
+                next_target_features, next_action, members[: self.config.critic_subsample].tolist()
+            )
             target = critic_target(
                 next_q,
                 next_log_prob,

@@ -420,4 +420,4 @@ def write_durably_text(text: str, path: Path) -> None:
         os.fsync(f.fileno())
 
 
-GENERATORS = ("generator", "act_generator")
+GENERATORS = ("generator", "act_generator", "subset_generator")

@@ -107,6 +107,10 @@ def test_vectorized_ensemble_matches_the_loop():
     features, action = torch.randn(7, 5), torch.randn(7, 2)
     torch.testing.assert_close(vec(features, action), loop(features, action))
     assert vec(features, action).shape == (3, 7)
+    # Evaluating a subset computes exactly those members (the target's random M of E), in that order.
+    full = vec(features, action)
+    for net in (vec, loop):
+        torch.testing.assert_close(net(features, action, [2, 0]), full[[2, 0]])
 
 
 def test_actor_log_prob_matches_torch_distributions():
