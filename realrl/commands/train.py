@@ -8,6 +8,7 @@ online replay goes to an incremental log (replay/) that checkpoints point into."
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -27,6 +28,8 @@ from learner.replay_log import ReplayLog, write_durably
 from learner.sac import SACAgent
 from realrl.config import load_config, save_config
 from realrl.episodes import Episode, read_manifest
+
+_log = logging.getLogger(__name__)
 
 
 class TrainingError(RuntimeError):
@@ -191,6 +194,7 @@ class Trainer:
         self.env_steps = self.updates = self.episodes = 0
         self._episode_return, self._episode_success = 0.0, False
         self._normalizer_checked = False
+        self._nonfinite_logged = 0
         self._finished: list[tuple[float, bool]] = []  # (return, success) since the last log row
         self.rows: list[dict] = []
         self.start_wall = time.monotonic()
@@ -304,12 +308,20 @@ class Trainer:
                 "train_episode_return": float(np.mean([r for r, _ in finished])),
                 "train_success_rate": float(np.mean([s for _, s in finished])),
             }
+        nonfinite_total = int(self.agent.nonfinite_total)
+        if nonfinite_total > self._nonfinite_logged:
+            _log.warning(
+                "%d update(s) skipped for NaN/inf losses or gradients since the last row (%d in total)",
+                nonfinite_total - self._nonfinite_logged,
+                nonfinite_total,
+            )
+            self._nonfinite_logged = nonfinite_total
         return {
             **self.counters(),
             **values,
             **episode_stats,
             "updates_per_s": (self.updates - update_clock[1]) / elapsed,
-            "nonfinite_total": int(self.agent.nonfinite_total),
+            "nonfinite_total": nonfinite_total,
             "episodes": self.episodes,
             "rejected_transitions": self.online_buffer.rejected,
             "replay_mb": round((self.online_buffer.nbytes + self.demo_buffer.nbytes) / 2**20, 1),

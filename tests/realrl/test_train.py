@@ -153,3 +153,17 @@ def test_replay_memory_estimate_and_device_choice():
     assert abs(actual - replay_bytes(100, 14, 4, shapes)) <= 100  # plus the host mirror of `valid`
     assert resolve_replay_device("auto", torch.device("cpu"), 10**12).type == "cpu"
     assert resolve_replay_device("cpu", torch.device("cpu"), 1).type == "cpu"
+
+
+def test_training_stops_after_consecutive_nonfinite_updates_with_good_weights(tmp_path, caplog):
+    from realrl.commands.train import TrainingError
+
+    trainer = Trainer(replace(tiny_config(300), max_nonfinite_updates=10), tmp_path / "run", progress=False)
+    trainer.demo_buffer.reward[:] = float("nan")  # corrupt storage behind the buffer's checks
+    with pytest.raises(TrainingError, match="consecutive updates had NaN/inf losses"):
+        trainer.run()
+    # Updates start at step 50; the row at step 100 sees 51 skipped in a row and stops there.
+    assert trainer.env_steps == 100
+    assert "update(s) skipped for NaN/inf" in caplog.text
+    assert all(torch.isfinite(v).all() for v in trainer.agent.state_dict().values())
+    assert os.readlink(tmp_path / "run" / "checkpoints" / "latest") == "step_000000100"
