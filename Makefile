@@ -19,7 +19,7 @@ install: $(STAMP)  ## create .venv and install realrl with its test extras
 
 DEMO_STEPS ?= 10000
 
-demo: install  ## record pixel demos + contact sheet, then train PickCube (state) to a success curve in runs/demo/train
+demo: install  ## (re)creates runs/demo: pixel demos + contact sheet, then PickCube (state) trained to a success curve
 	rm -rf runs/demo
 	$(BIN)/realrl demos record --task PickCube --source scripted --episodes 10 --obs pixels --out runs/demo/demos --contact-sheet runs/demo/contact_sheet.png
 	$(BIN)/realrl demos info runs/demo/demos
