@@ -39,13 +39,14 @@ class Spool:
         for leftover in self.directory.glob(".*.tmp"):  # a write cut short by a kill
             leftover.unlink()
         self._sizes = {seq: path.stat().st_size for seq, path in self._files()}
+        self._total = sum(self._sizes.values())  # kept in step with _sizes: put() checks it per record
 
     def __len__(self) -> int:
         return len(self._sizes)
 
     @property
     def nbytes(self) -> int:
-        return sum(self._sizes.values())
+        return self._total
 
     def put(self, seq: int, frames: Sequence[bytes | memoryview]) -> bool:
         """Store one record; False (and counted) when the spool is full."""
@@ -58,12 +59,15 @@ class Spool:
         with open(tmp, "wb") as f:
             f.write(blob)
         os.replace(tmp, path)
+        self._total += len(blob) - self._sizes.get(seq, 0)
         self._sizes[seq] = len(blob)
         return True
 
     def ack(self, seq: int) -> None:
         """The learner stored `seq`: forget it (acks for unknown seqs are ignored: resends)."""
-        if self._sizes.pop(seq, None) is not None:
+        size = self._sizes.pop(seq, None)
+        if size is not None:
+            self._total -= size
             self._path(seq).unlink(missing_ok=True)
 
     def ack_through(self, seq: int) -> int:
@@ -83,7 +87,7 @@ class Spool:
             except SpoolError as error:
                 _log.warning("spool: %s; moved aside to %s.bad", error, path.name)
                 os.replace(path, path.with_name(f"{path.name}.bad"))
-                del self._sizes[seq]
+                self._total -= self._sizes.pop(seq)
                 self.damaged += 1
                 continue
             yield seq, frames

@@ -7,7 +7,8 @@ the project's environment by `make bench-lerobot`, which also runs it:
     PYTHONPATH=.:.venv/lerobot-0.4.4 .venv/bin/python -m benchmarks.lerobot_sac --obs pixels --json
 
 Line numbers below refer to the lerobot-0.4.4 wheel. Of the project it imports only the benchmark
-clock (benchmarks/timing.py, torch only), so both sides share torch and the clock, nothing else.
+clock and flags (benchmarks/timing.py, benchmarks/flags.py), so both sides share torch, the clock
+and the command line, nothing else.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 
 import torch
 
+from benchmarks.flags import add_shape_arguments, shape_kwargs
 from benchmarks.timing import peak_memory_mb, synchronize, timed_rate
 
 LEROBOT_VERSION = "0.4.4"
@@ -439,16 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Updates/s of LeRobot 0.4.4's SAC learner step (its SACPolicy, optimizers and "
         "ReplayBuffer, stepped as lerobot/rl/learner.py does) at the flags of `realrl bench learner`."
     )
-    parser.add_argument("--obs", choices=("state", "pixels"), default="state")
-    parser.add_argument("--encoder", choices=("conv", "resnet18"), default="conv")
-    parser.add_argument("--critics", type=int, default=10, help="critic ensemble size (num_critics)")
-    parser.add_argument("--batch", type=int, default=256, help="transitions per update")
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--cameras", type=int, default=2, help="camera frames per step (pixels)")
+    add_shape_arguments(parser)
     parser.add_argument("--state-dim", type=int, default=14)
     parser.add_argument("--action-dim", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=10.0, help="measuring time")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument(
         "--no-compile",
         dest="torch_compile",
@@ -463,16 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = run(
-            obs=args.obs,
-            encoder=args.encoder,
-            critics=args.critics,
-            batch=args.batch,
-            image_size=args.image_size,
-            cameras=args.cameras,
+            **shape_kwargs(args),
             state_dim=args.state_dim,
             action_dim=args.action_dim,
-            seconds=args.seconds,
-            device=args.device,
             torch_compile=args.torch_compile,
         )
     except (LeRobotUnavailable, ValueError) as error:

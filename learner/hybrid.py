@@ -133,7 +133,7 @@ class HybridAgent(SACAgent):
             draws = torch.rand(2, generator=self.act_generator, device=self.device)
             random_choice = (draws[1] * len(GRIPPER_COMMANDS)).long().clamp(max=len(GRIPPER_COMMANDS) - 1)
             choice = torch.where(draws[0] < self.config.gripper_epsilon, random_choice, choice)
-        command = torch.tensor(GRIPPER_COMMANDS, device=self.device)[choice]
+        command = choice.float() - 1.0  # index 0, 1, 2 -> -1, 0, +1 (GRIPPER_COMMANDS)
         return torch.cat([action[0], command]).cpu().numpy().astype(np.float32)
 
     def policy_state_dict(self) -> dict[str, torch.Tensor]:

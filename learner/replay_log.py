@@ -10,13 +10,13 @@ ring are deleted once a newer checkpoint no longer needs them."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import torch
 
 from learner.replay import ReplayBuffer
+from realrl.config import atomic_write
 
 _SEGMENT = re.compile(r"^segment_(\d{12})_(\d{12})\.pt$")
 
@@ -40,10 +40,10 @@ class ReplayLog:
         """Write the slots written since the last append; returns the new log end."""
         end = buffer.written
         first = max(0, self.end - 1)
-        if end > first and end > self.end:
+        if end > self.end:
             slots = buffer.export_slots(first, end)
             path = self.directory / f"segment_{slots['first']:012d}_{end:012d}.pt"
-            write_durably(slots, path)
+            atomic_write(path, lambda f: torch.save(slots, f))
         self.end = max(self.end, end)
         return self.end
 
@@ -78,18 +78,3 @@ class ReplayLog:
         for _, segment_end, path in self.segments():
             if segment_end <= keep_from - capacity:
                 path.unlink()
-
-
-def write_durably(obj, path: Path) -> None:
-    """torch.save to a temporary name, fsync, rename, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -82,6 +82,7 @@ def cmd_bench_sim(args: argparse.Namespace) -> None:
 
 
 def cmd_bench_learner(args: argparse.Namespace) -> None:
+    from benchmarks.flags import shape_kwargs
     from benchmarks.learner import run
 
     state_dim, action_dim = args.state_dim, args.action_dim
@@ -93,17 +94,7 @@ def cmd_bench_learner(args: argparse.Namespace) -> None:
         action_dim = action_dim or env.action_space.shape[0]
         env.close()
     result = run(
-        obs=args.obs,
-        encoder=args.encoder,
-        critics=args.critics,
-        batch=args.batch,
-        image_size=args.image_size,
-        cameras=args.cameras,
-        state_dim=state_dim,
-        action_dim=action_dim,
-        seconds=args.seconds,
-        device=args.device,
-        critic_impl=args.critic_impl,
+        **shape_kwargs(args), state_dim=state_dim, action_dim=action_dim, critic_impl=args.critic_impl
     )
     _print_result({"task": args.task, **result}, args.json)
 
@@ -217,16 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
         "come from --task unless --state-dim/--action-dim override them.",
     )
     bench_learner.add_argument("--task", default="PickCube", help="task whose state/action shapes to use")
-    bench_learner.add_argument("--obs", choices=("state", "pixels"), default="state")
-    bench_learner.add_argument("--encoder", choices=("conv", "resnet18"), default="conv")
-    bench_learner.add_argument("--critics", type=int, default=10, help="critic ensemble size")
-    bench_learner.add_argument("--batch", type=int, default=256, help="transitions per update")
-    bench_learner.add_argument("--image-size", type=int, default=128)
-    bench_learner.add_argument("--cameras", type=int, default=2, help="camera frames per step (pixels)")
+    from benchmarks.flags import add_shape_arguments
+
+    add_shape_arguments(bench_learner)
     bench_learner.add_argument("--state-dim", type=int, help="override the task's state dimension")
     bench_learner.add_argument("--action-dim", type=int, help="override the task's action dimension")
-    bench_learner.add_argument("--seconds", type=float, default=10.0, help="measuring time")
-    bench_learner.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     bench_learner.add_argument(
         "--critic-impl", choices=("auto", "vectorized", "loop"), default="auto", help="critic ensemble kind"
     )

@@ -24,9 +24,9 @@ from envs import DiscreteGripper, make_env, make_gymnasium_env, resolve_task_id,
 from learner.configs import TrainConfig
 from learner.hybrid import make_agent
 from learner.replay import MixedSampler, ReplayBuffer
-from learner.replay_log import ReplayLog, write_durably
+from learner.replay_log import ReplayLog
 from learner.sac import SACAgent
-from realrl.config import load_config, save_config
+from realrl.config import atomic_write, load_config, save_config
 from realrl.episodes import Episode, read_manifest
 
 _log = logging.getLogger(__name__)
@@ -364,9 +364,9 @@ class Trainer:
                 "action_space": self.env.action_space.np_random.bit_generator.state,
             },
         }
-        write_durably(state, tmp / "state.pt")
-        counters = {**self.counters(), "episodes": self.episodes}
-        write_durably_text(json.dumps(counters), tmp / "counters.json")
+        atomic_write(tmp / "state.pt", lambda f: torch.save(state, f))
+        counters = {**self.counters(), "episodes": self.episodes, "replay_log_end": log_end}
+        atomic_write(tmp / "counters.json", lambda f: f.write(json.dumps(counters).encode()))
         final = root / name
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -383,8 +383,8 @@ class Trainer:
         for old in kept[: -self.config.keep_checkpoints]:
             shutil.rmtree(old)
         oldest = kept[-self.config.keep_checkpoints :][0]
-        meta = torch.load(oldest / "state.pt", map_location="cpu", weights_only=False)["online_replay"]
-        self.replay_log.prune(self.online_buffer.capacity, keep_from=meta["log_end"])
+        log_end = json.loads((oldest / "counters.json").read_text())["replay_log_end"]
+        self.replay_log.prune(self.online_buffer.capacity, keep_from=log_end)
 
     def load_checkpoint(self, path: Path) -> None:
         state = torch.load(path / "state.pt", map_location=self.device, weights_only=False)
@@ -395,8 +395,7 @@ class Trainer:
             getattr(self.agent, key).set_state(state["generators"][key].cpu())
         self.agent.nonfinite_streak, self.agent.nonfinite_total = state["nonfinite"]
         replay = state["online_replay"]
-        meta = {**replay["meta"], "valid": replay["meta"]["valid"].to(self.online_buffer.device)}
-        self.replay_log.restore(self.online_buffer, replay["log_end"], meta)
+        self.replay_log.restore(self.online_buffer, replay["log_end"], replay["meta"])
         self.demo_buffer.load_meta_state_dict(state["demo_replay_meta"])
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
@@ -423,13 +422,6 @@ def hybrid_gripper_labels(episode: Episode) -> Episode:
     action = episode.action.copy()
     action[:, -1] = tristate_gripper_commands(action[:, -1])
     return replace(episode, action=action)
-
-
-def write_durably_text(text: str, path: Path) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 GENERATORS = ("generator", "act_generator", "subset_generator")
