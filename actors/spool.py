@@ -1,4 +1,4 @@
-"""The actor's on-disk spool of records the learner has not acked yet (issue 4 groundwork).
+"""The actor's on-disk spool of records the learner has not acked yet.
 
 Each record is the multipart message exactly as it goes on the wire, one file per sequence number,
 written to a temporary name and renamed, so a killed actor leaves whole records or none and a
@@ -13,18 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from realrl.wire import WireError, pack_frames, unpack_frames
+
 _log = logging.getLogger(__name__)
 _RECORD = re.compile(r"^(\d{12})\.rec$")
-_COUNT = struct.Struct("<I")
-_LENGTH = struct.Struct("<Q")
-
-
-class SpoolError(ValueError):
-    """A spool file that is not a whole record (written by something else, or damaged)."""
 
 
 class Spool:
@@ -45,12 +40,17 @@ class Spool:
         return len(self._sizes)
 
     @property
+    def last_seq(self) -> int:
+        """Newest unacked seq, -1 when empty."""
+        return max(self._sizes, default=-1)
+
+    @property
     def nbytes(self) -> int:
         return self._total
 
     def put(self, seq: int, frames: Sequence[bytes | memoryview]) -> bool:
         """Store one record; False (and counted) when the spool is full."""
-        blob = _pack(frames)
+        blob = pack_frames(frames)
         if self.nbytes + len(blob) > self.max_bytes:
             self.refused += 1
             return False
@@ -77,15 +77,15 @@ class Spool:
             self.ack(s)
         return len(done)
 
-    def pending(self) -> Iterator[tuple[int, list[bytes]]]:
-        """(seq, frames) of every unacked record, oldest first. A damaged file is moved aside to
-        NAME.bad (kept for inspection, never resent), counted in `damaged` and logged."""
-        for seq in sorted(self._sizes):
+    def pending(self, after: int = -1) -> Iterator[tuple[int, list[bytes]]]:
+        """(seq, frames) of every unacked record with seq > `after`, oldest first. A damaged file is
+        moved aside to NAME.bad (kept for inspection, never resent), counted in `damaged` and logged."""
+        for seq in sorted(s for s in self._sizes if s > after):
             path = self._path(seq)
             try:
-                frames = _unpack(path.read_bytes(), path)
-            except SpoolError as error:
-                _log.warning("spool: %s; moved aside to %s.bad", error, path.name)
+                frames = [bytes(f) for f in unpack_frames(path.read_bytes())]
+            except WireError as error:
+                _log.warning("spool: %s: %s; moved aside to %s.bad", path, error, path.name)
                 os.replace(path, path.with_name(f"{path.name}.bad"))
                 self._total -= self._sizes.pop(seq)
                 self.damaged += 1
@@ -100,27 +100,3 @@ class Spool:
             match = _RECORD.match(path.name)
             if match:
                 yield int(match[1]), path
-
-
-def _pack(frames: Sequence[bytes | memoryview]) -> bytes:
-    parts = [_COUNT.pack(len(frames))]
-    parts += [_LENGTH.pack(memoryview(f).nbytes) for f in frames]
-    parts += [bytes(f) for f in frames]
-    return b"".join(parts)
-
-
-def _unpack(blob: bytes, path: Path) -> list[bytes]:
-    try:
-        (count,) = _COUNT.unpack_from(blob, 0)
-        offset = _COUNT.size
-        lengths = [_LENGTH.unpack_from(blob, offset + i * _LENGTH.size)[0] for i in range(count)]
-    except struct.error:
-        raise SpoolError(f"{path}: truncated record header") from None
-    offset += count * _LENGTH.size
-    if offset + sum(lengths) != len(blob):
-        raise SpoolError(f"{path}: record length {len(blob)} does not match its frame table")
-    frames = []
-    for length in lengths:
-        frames.append(blob[offset : offset + length])
-        offset += length
-    return frames

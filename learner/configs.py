@@ -112,5 +112,28 @@ class TrainConfig:
     """Where the replay lives: auto keeps it on the learner's GPU when it needs under half the free
     GPU memory (sampling then never crosses PCIe), else in CPU memory; or cpu / cuda."""
     actors: int = 0
-    """Actor processes; 0 runs the actor loop in this process (the only mode so far)."""
+    """Actor processes started on this machine, streaming to the learner over loopback ZeroMQ (the
+    same code as the two-machine setup); 0 runs the actor loop inside this process (debugging)."""
+    actor_hz: float = 10.0
+    """Control rate of each local actor process (the real robot's 10 Hz); 0 steps as fast as it can."""
+    weights_every: int = 50
+    """Learner updates between weight pushes to the actors."""
+    weights_every_s: float = 10.0
+    """Seconds between weight pushes, whichever comes first."""
     agent: SACConfig = field(default_factory=SACConfig)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    bind: str = "tcp://127.0.0.1:5555"
+    """ZeroMQ endpoint to bind (tcp://*:5555 for every interface; port 0 or * picks a free port)."""
+    curve_secret: str | None = None
+    """The learner's NAME.key_secret (from `realrl keys generate`): encrypt all traffic."""
+    allow_keys: str | None = None
+    """Directory of the public NAME.key of every actor allowed in (needed with --curve-secret)."""
+    heartbeat_s: float = 1.0
+    """Seconds between heartbeats to each actor."""
+    actor_timeout_s: float = 10.0
+    """An actor silent this long is marked dead and its state freed."""
+    batch_messages: int = 512
+    """Most messages handled per journal fsync."""

@@ -84,6 +84,9 @@ class ReplayBuffer:
         self.truncated = torch.zeros(c, dtype=torch.bool, device=dev)
         self.valid = torch.zeros(c, dtype=torch.bool, device=dev)
         self.episode_id = torch.full((c,), -1, dtype=torch.int64, device=dev)
+        # Which actor step record delivered the slot's observation (-1: demos, final observations),
+        # so exactly-once delivery can be checked against what the actors recorded.
+        self.record_id = torch.full((c,), -1, dtype=torch.int64, device=dev)
         # Host mirror of `valid`, so len() and overwrite bookkeeping never read the device.
         self._valid_host = np.zeros(c, dtype=bool)
         self._discounts = torch.tensor([self.gamma**k for k in range(self.n_step + 1)], device=dev)
@@ -113,7 +116,7 @@ class ReplayBuffer:
     @property
     def nbytes(self) -> int:
         tensors = [self.state, self.action, self.reward, self.terminated, self.truncated, self.valid]
-        tensors += [self.episode_id, *self.images.values()]
+        tensors += [self.episode_id, self.record_id, *self.images.values()]
         return sum(t.numel() * t.element_size() for t in tensors) + self._valid_host.nbytes
 
     @property
@@ -137,15 +140,19 @@ class ReplayBuffer:
         with self._lock:
             return self._add(action, reward, terminated, truncated, next_obs)
 
-    def add_episode(self, episode: Episode) -> None:
-        """Store a whole recorded episode (demos). Ends any episode open in the step stream. An
-        episode with non-finite values goes step by step, so the rejection rules apply to it."""
+    def add_episode(self, episode: Episode, record_ids: np.ndarray | None = None) -> None:
+        """Store a whole recorded episode (demos, or an actor's episode put together from its step
+        records, whose ids go in `record_ids`, one per observation). Ends any episode open in the
+        step stream. An episode with non-finite values goes step by step, so the rejection rules
+        apply to it. A 0-step episode (one observation) stores its observation and no transition."""
         self._check_episode(episode)
+        if record_ids is not None and np.shape(record_ids) != (len(episode) + 1,):
+            raise ValueError(f"record_ids needs {len(episode) + 1} entries, got {np.shape(record_ids)}")
         reward = np.asarray(episode.reward, dtype=np.float64)
         finite = all(np.isfinite(a).all() for a in (episode.states, episode.action, reward))
         with self._lock:
             if finite:
-                self._store_episode(episode)
+                self._store_episode(episode, record_ids)
                 return
             self._start(self._episode_obs(episode, 0))
             for t in range(len(episode)):
@@ -365,6 +372,7 @@ class ReplayBuffer:
             self.valid[slot] = False
             self._version += 1
         self.episode_id[slot] = self._episode
+        self.record_id[slot] = -1
         self._ptr = (slot + 1) % self.capacity
         self._written += 1
         return slot
@@ -401,7 +409,7 @@ class ReplayBuffer:
         self._num_valid += 1
         self._version += 1
 
-    def _store_episode(self, episode: Episode) -> None:
+    def _store_episode(self, episode: Episode, record_ids: np.ndarray | None = None) -> None:
         """Bulk write of a finite, checked episode; an episode longer than the buffer keeps its tail."""
         skip = max(0, len(episode) + 1 - self.capacity)
         steps = len(episode) - skip
@@ -413,6 +421,8 @@ class ReplayBuffer:
             target[index] = torch.as_tensor(np.ascontiguousarray(rows, dtype=dtype), device=self.device)
 
         put(self.state, episode.states[skip:], slots, np.float32)
+        ids = np.full(steps + 1, -1) if record_ids is None else np.asarray(record_ids)[skip:]
+        put(self.record_id, ids, slots, np.int64)
         for name in self.image_shapes:
             put(self.images[name], episode.images[name][skip:], slots, np.uint8)
         starts = slots[:steps]
@@ -434,6 +444,7 @@ class ReplayBuffer:
             "truncated": self.truncated,
             "valid": self.valid,
             "episode_id": self.episode_id,
+            "record_id": self.record_id,
         }
         tensors.update({f"image_{name}": frames for name, frames in self.images.items()})
         return tensors
@@ -490,7 +501,8 @@ class ReplayBuffer:
         return None
 
     def _check_episode(self, episode: Episode) -> None:
-        episode.validate("add_episode")
+        if len(episode) or len(episode.states) != 1:
+            episode.validate("add_episode")
         got = {
             "state": list(episode.states.shape[1:]),
             "images": {name: list(frames.shape[1:]) for name, frames in episode.images.items()},

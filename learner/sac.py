@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -269,6 +270,19 @@ class SACAgent(nn.Module):
             "actor": self.actor_optimizer,
             "temperature": self.temperature_optimizer,
         }
+
+    @torch.no_grad()
+    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
+        """Load what `policy_state_dict` gave (tensors or numpy arrays), e.g. on an actor process."""
+        own = self.policy_state_dict()
+        if set(state) != set(own):
+            missing, extra = sorted(set(own) - set(state))[:5], sorted(set(state) - set(own))[:5]
+            raise ValueError(f"policy weights do not fit this model: missing {missing}, unexpected {extra}")
+        for name, target in own.items():
+            value = torch.as_tensor(state[name])
+            if value.shape != target.shape:
+                raise ValueError(f"policy tensor {name}: shape {tuple(value.shape)} != {tuple(target.shape)}")
+            target.copy_(value)
 
     def policy_state_dict(self) -> dict[str, torch.Tensor]:
         """What an actor process needs: the encoder and the actor, never the critics."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -69,8 +70,38 @@ def cmd_train(args: argparse.Namespace) -> None:
     from realrl.config import dataclass_from_args
 
     config = dataclass_from_args(TrainConfig, args)
-    summary = Trainer(config, args.out, resume=args.resume, progress=not args.json).run()
+    if config.actors > 0:
+        from realrl.commands.learner import train_with_actors
+
+        summary = train_with_actors(config, args.out, resume=args.resume, progress=not args.json)
+    else:
+        summary = Trainer(config, args.out, resume=args.resume, progress=not args.json).run()
     _print_result(summary, args.json)
+
+
+def cmd_learner(args: argparse.Namespace) -> None:
+    from learner.configs import ServerConfig, TrainConfig
+    from realrl.commands.learner import LearnerRun, stop_on_signals
+    from realrl.config import dataclass_from_args
+
+    config = dataclass_from_args(TrainConfig, args)
+    server = dataclass_from_args(ServerConfig, args)
+    run = LearnerRun(config, args.out, server, resume=args.resume, progress=not args.json)
+    with stop_on_signals() as stop:
+        summary = run.run(stop)
+    _print_result(summary, args.json)
+
+
+def cmd_actor(args: argparse.Namespace) -> None:
+    from actors.actor import Actor
+    from actors.config import ActorConfig
+    from realrl.commands.learner import stop_on_signals
+    from realrl.config import dataclass_from_args
+
+    actor = Actor(dataclass_from_args(ActorConfig, args))
+    with stop_on_signals() as stop:
+        summary = actor.run(stop)
+    print(json.dumps(summary), flush=True)  # the one final JSON line (stdout) that scripts read
 
 
 def cmd_bench_sim(args: argparse.Namespace) -> None:
@@ -176,6 +207,38 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_arguments(train, TrainConfig)
     train.set_defaults(handler=cmd_train)
 
+    learner = verbs.add_parser(
+        "learner",
+        help="the learner process (GPU box): serve actors over ZeroMQ, train, push weights",
+        description="RLPD learner fed by `realrl actor` processes over ZeroMQ. Takes the same task, demo and "
+        "agent flags as `realrl train`, plus where to bind and the CURVE keys. Acks a step only once it is "
+        "journaled (survives a SIGKILL); SIGINT/SIGTERM checkpoints and exits 0; --resume continues.",
+    )
+    learner.add_argument("--out", required=True, help="run directory")
+    learner.add_argument(
+        "--resume", action="store_true", help="continue from <out>/checkpoints/latest + journal"
+    )
+    learner.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+    from learner.configs import ServerConfig
+
+    add_dataclass_arguments(learner, ServerConfig)
+    add_dataclass_arguments(learner, TrainConfig)
+    learner.set_defaults(handler=cmd_learner)
+
+    actor = verbs.add_parser(
+        "actor",
+        help="an actor process (robot PC): act with the learner's policy, stream steps to it",
+        description="Steps the env with the newest weights from the learner and streams every step to it. "
+        "Unacked steps wait in an on-disk spool (resent after a reconnect or a restart). SIGINT/SIGTERM "
+        "stops acting, waits (bounded) for the last acks and prints one JSON line: actor_id, session, "
+        "steps_recorded, steps_acked, steps_spooled.",
+    )
+    actor.add_argument("--json", action="store_true", help="(the final line is always JSON)")
+    from actors.config import ActorConfig
+
+    add_dataclass_arguments(actor, ActorConfig)
+    actor.set_defaults(handler=cmd_actor)
+
     keys = verbs.add_parser("keys", help="CURVE key pairs for encrypted, allow-listed actor/learner traffic")
     key_verbs = keys.add_subparsers(dest="keys_verb", metavar="<action>", required=True)
     generate = key_verbs.add_parser(
@@ -224,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verb in ("learner", "actor", "train") else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)
     try:
         args.handler(args)
     except (

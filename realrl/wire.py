@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -195,3 +196,208 @@ def _decode_array(spec: dict[str, Any], buffer: memoryview) -> np.ndarray:
         got = None if image is None else image.shape
         raise WireError("bad_shape", f"array {spec['name']!r}: {codec} decoded to {got}, header says {shape}")
     return np.ascontiguousarray(image[..., ::-1])  # BGR -> RGB
+
+
+# -- byte containers (spool files, the learner's journal) -----------------------------------------
+_COUNT = struct.Struct("<I")
+_LENGTH = struct.Struct("<Q")
+
+
+def pack_frames(frames: Sequence[bytes | memoryview]) -> bytes:
+    """One message's frames as one byte string: frame count, frame lengths, frames."""
+    parts = [_COUNT.pack(len(frames))]
+    parts += [_LENGTH.pack(memoryview(f).nbytes) for f in frames]
+    parts += [bytes(f) if not isinstance(f, bytes) else f for f in frames]
+    return b"".join(parts)
+
+
+def unpack_frames(blob: bytes | memoryview) -> list[memoryview]:
+    """Inverse of `pack_frames` (views into `blob`); WireError('malformed') if it does not add up."""
+    view = memoryview(blob).cast("B")
+    try:
+        (count,) = _COUNT.unpack_from(view, 0)
+        if count > 4096:
+            raise struct.error("frame count")
+        offset = _COUNT.size
+        lengths = [_LENGTH.unpack_from(view, offset + i * _LENGTH.size)[0] for i in range(count)]
+    except struct.error:
+        raise WireError("malformed", "truncated frame table") from None
+    offset += count * _LENGTH.size
+    if offset + sum(lengths) != view.nbytes:
+        raise WireError("malformed", f"{view.nbytes} bytes do not match the frame table")
+    frames = []
+    for length in lengths:
+        frames.append(view[offset : offset + length])
+        offset += length
+    return frames
+
+
+# -- step records: what an actor sends per env step ---------------------------------------------
+@dataclass(frozen=True)
+class RecordSpec:
+    """What a task's step records must hold; the learner rejects anything else."""
+
+    state_dim: int
+    action_dim: int
+    image_shapes: Mapping[str, tuple[int, int, int]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state_dim": self.state_dim,
+            "action_dim": self.action_dim,
+            "image_shapes": {name: list(shape) for name, shape in self.image_shapes.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RecordSpec:
+        shapes = {name: tuple(int(d) for d in shape) for name, shape in data["image_shapes"].items()}
+        return cls(int(data["state_dim"]), int(data["action_dim"]), shapes)
+
+
+@dataclass
+class StepRecord:
+    """One env step as the actor saw it: obs_t, the action it executed, what followed. The episode's
+    last record also carries the final observation (`final_state`/`final_images`); every other
+    record's next observation is the next record's obs, so each camera frame crosses the wire once."""
+
+    actor: str
+    session: str
+    seq: int
+    episode: int  # episode counter within the session
+    t: int  # step index within the episode
+    state: np.ndarray
+    images: dict[str, np.ndarray]
+    action: np.ndarray
+    reward: float
+    terminated: bool
+    truncated: bool
+    success: bool = False
+    intervened: bool = False
+    safety_margin: float = math.inf
+    policy_version: int = -1
+    final_state: np.ndarray | None = None
+    final_images: dict[str, np.ndarray] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+
+_RECORD_INTS = ("seq", "episode", "t", "policy_version")
+_RECORD_BOOLS = ("terminated", "truncated", "success", "intervened")
+
+
+def encode_step(record: StepRecord, *, image_codec: str = "raw") -> list[bytes | memoryview]:
+    """Frames of a step record (zero-copy for raw arrays)."""
+    arrays = {"state": record.state, "action": record.action}
+    arrays.update({f"image.{name}": frame for name, frame in record.images.items()})
+    if record.done:
+        if record.final_state is None:
+            raise ValueError("the last record of an episode needs final_state (the final observation)")
+        arrays["final.state"] = record.final_state
+        arrays.update({f"final.image.{name}": frame for name, frame in (record.final_images or {}).items()})
+    fields = {
+        "actor": record.actor,
+        "session": record.session,
+        **{name: int(getattr(record, name)) for name in _RECORD_INTS},
+        **{name: bool(getattr(record, name)) for name in _RECORD_BOOLS},
+        "reward": float(record.reward),
+        "safety_margin": None if math.isinf(record.safety_margin) else float(record.safety_margin),
+    }
+    return encode("step", fields, arrays, image_codec=image_codec)
+
+
+def parse_step(message: Message, spec: RecordSpec) -> StepRecord:
+    """The step record in a decoded 'step' message, checked against the task's spec; WireError
+    ('bad_record') names the first problem."""
+    header, arrays = message.header, message.arrays
+    for name in ("actor", "session"):
+        if not isinstance(header.get(name), str) or not 0 < len(header[name]) <= 128:
+            raise WireError("bad_record", f"{name!r} must be a non-empty string of <= 128 characters")
+    for name in _RECORD_INTS:
+        value = header.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or not -1 <= value < 2**62:
+            raise WireError("bad_record", f"{name!r} must be an integer, got {str(value)[:30]}")
+    for name in _RECORD_BOOLS:
+        if not isinstance(header.get(name), bool):
+            raise WireError("bad_record", f"{name!r} must be true or false")
+    reward, margin = header.get("reward"), header.get("safety_margin")
+    if not _is_finite_number(reward):
+        raise WireError("bad_record", f"reward must be a finite number, got {str(reward)[:30]}")
+    if margin is not None and not _is_finite_number(margin):
+        raise WireError("bad_record", "safety_margin must be a finite number or null")
+    done = header["terminated"] or header["truncated"]
+    expected = _record_arrays(spec, final=done)
+    if set(arrays) != set(expected):
+        raise WireError("bad_record", f"arrays {sorted(arrays)[:8]}, expected {sorted(expected)}")
+    for name, (dtype, shape) in expected.items():
+        if arrays[name].dtype != dtype or arrays[name].shape != shape:
+            got = f"{arrays[name].dtype} {arrays[name].shape}"
+            raise WireError("bad_record", f"array {name!r} must be {dtype} {shape}, got {got}")
+    cameras = list(spec.image_shapes)
+    return StepRecord(
+        actor=header["actor"],
+        session=header["session"],
+        **{name: header[name] for name in _RECORD_INTS},
+        **{name: header[name] for name in _RECORD_BOOLS},
+        state=arrays["state"],
+        images={name: arrays[f"image.{name}"] for name in cameras},
+        action=arrays["action"],
+        reward=float(reward),
+        safety_margin=math.inf if margin is None else float(margin),
+        final_state=arrays["final.state"] if done else None,
+        final_images={name: arrays[f"final.image.{name}"] for name in cameras} if done else None,
+    )
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _record_arrays(spec: RecordSpec, final: bool) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    expected = {"state": (np.dtype(np.float32), (spec.state_dim,))}
+    expected["action"] = (np.dtype(np.float32), (spec.action_dim,))
+    for name, shape in spec.image_shapes.items():
+        expected[f"image.{name}"] = (np.dtype(np.uint8), tuple(shape))
+    if final:
+        expected["final.state"] = expected["state"]
+        for name, shape in spec.image_shapes.items():
+            expected[f"final.image.{name}"] = (np.dtype(np.uint8), tuple(shape))
+    return expected
+
+
+# -- weights: named tensors in one frame ---------------------------------------------------------
+def pack_weights(tensors: Mapping[str, np.ndarray]) -> tuple[list[list[Any]], np.ndarray]:
+    """(manifest, blob): every tensor's bytes back to back in one uint8 array, so a policy with
+    hundreds of tensors is one frame. Manifest rows: [name, dtype, shape, byte offset]."""
+    manifest, offset = [], 0
+    for name, array in tensors.items():
+        if array.dtype.name not in DTYPES:
+            raise ValueError(f"tensor {name!r}: dtype {array.dtype} cannot go on the wire")
+        manifest.append([name, array.dtype.name, list(array.shape), offset])
+        offset += array.nbytes
+    blob = np.empty(offset, dtype=np.uint8)
+    for (_, _, _, start), array in zip(manifest, tensors.values(), strict=True):
+        blob[start : start + array.nbytes] = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    return manifest, blob
+
+
+def unpack_weights(manifest: Any, blob: np.ndarray) -> dict[str, np.ndarray]:
+    """Copies of the tensors `pack_weights` packed; WireError('bad_weights') if the manifest does not
+    describe `blob` exactly (so a peer cannot make us read out of bounds)."""
+    if not isinstance(manifest, list) or blob.dtype != np.uint8 or blob.ndim != 1:
+        raise WireError("bad_weights", "need a manifest list and a 1-D uint8 blob")
+    tensors, end = {}, 0
+    for row in manifest:
+        if not (isinstance(row, list) and len(row) == 4 and isinstance(row[0], str)):
+            raise WireError("bad_weights", f"manifest row {str(row)[:60]}")
+        name, dtype, shape, offset = row
+        _check_spec({"name": name, "dtype": dtype, "shape": shape}, Limits())
+        size = math.prod(shape) * np.dtype(dtype).itemsize
+        if offset != end or end + size > blob.nbytes:
+            raise WireError("bad_weights", f"tensor {name[:40]!r} lies outside the blob")
+        tensors[name] = blob[offset : offset + size].view(dtype).reshape(shape).copy()
+        end += size
+    if end != blob.nbytes:
+        raise WireError("bad_weights", f"blob holds {blob.nbytes} bytes, manifest {end}")
+    return tensors

@@ -44,7 +44,7 @@ def resolve_device(name: str) -> torch.device:
 
 def replay_bytes(capacity: int, state_dim: int, action_dim: int, image_shapes: dict) -> int:
     """Bytes a ReplayBuffer of this shape allocates (float32 state/action/reward, uint8 frames, flags)."""
-    per_slot = 4 * (state_dim + action_dim + 1) + 3 + 8 + sum(int(np.prod(s)) for s in image_shapes.values())
+    per_slot = 4 * (state_dim + action_dim + 1) + 3 + 16 + sum(int(np.prod(s)) for s in image_shapes.values())
     return capacity * per_slot
 
 
@@ -132,11 +132,13 @@ def plot_learning_curve(rows: list[dict], path: Path) -> None:
 
 
 class Trainer:
+    in_process = True  # the env steps here; LearnerRun gets its steps from actor processes
+
     def __init__(self, config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True):
         self.out = Path(out)
         self.progress = progress
-        if config.actors != 0:
-            raise ValueError("--actors N > 0 (separate actor processes) is not available yet; use --actors 0")
+        if config.actors != 0 and self.in_process:
+            raise ValueError("Trainer runs the actor loop in this process: use --actors 0 (or LearnerRun)")
         if config.keep_checkpoints < 1:
             raise ValueError(f"--keep-checkpoints must be >= 1, got {config.keep_checkpoints}")
         if not resume and ((self.out / "metrics.jsonl").exists() or (self.out / "checkpoints").exists()):
@@ -344,7 +346,7 @@ class Trainer:
         the newest `keep_checkpoints` directories are kept."""
         root = self.out / "checkpoints"
         root.mkdir(exist_ok=True)
-        log_end = self.replay_log.append(self.online_buffer)
+        replay_state = self.snapshot_replay()
         name = f"step_{self.env_steps:09d}"
         tmp = root / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -354,7 +356,7 @@ class Trainer:
             "optimizers": {name: opt.state_dict() for name, opt in self.agent.optimizers.items()},
             "generators": {k: getattr(self.agent, k).get_state() for k in GENERATORS},
             "nonfinite": [self.agent.nonfinite_streak, self.agent.nonfinite_total],
-            "online_replay": {"log_end": log_end, "meta": self.online_buffer.meta_state_dict()},
+            **replay_state,
             # Demos are reloaded from their directory; only their sampler state must carry over.
             "demo_replay_meta": self.demo_buffer.meta_state_dict(),
             "rng": {
@@ -365,7 +367,7 @@ class Trainer:
             },
         }
         atomic_write(tmp / "state.pt", lambda f: torch.save(state, f))
-        counters = {**self.counters(), "episodes": self.episodes, "replay_log_end": log_end}
+        counters = {**self.counters(), "episodes": self.episodes, **self.checkpoint_counters(replay_state)}
         atomic_write(tmp / "counters.json", lambda f: f.write(json.dumps(counters).encode()))
         final = root / name
         shutil.rmtree(final, ignore_errors=True)
@@ -378,13 +380,25 @@ class Trainer:
         self._prune_checkpoints(root)
         return final
 
+    def snapshot_replay(self) -> dict:
+        """The online replay's part of a checkpoint: new slots go to the log, the rest is small."""
+        log_end = self.replay_log.append(self.online_buffer)
+        return {"online_replay": {"log_end": log_end, "meta": self.online_buffer.meta_state_dict()}}
+
+    def checkpoint_counters(self, replay_state: dict) -> dict:
+        """What counters.json records besides the counters (pruning reads it, not state.pt)."""
+        return {"replay_log_end": replay_state["online_replay"]["log_end"]}
+
     def _prune_checkpoints(self, root: Path) -> None:
         kept = sorted(p for p in root.glob("step_*") if p.is_dir())
         for old in kept[: -self.config.keep_checkpoints]:
             shutil.rmtree(old)
         oldest = kept[-self.config.keep_checkpoints :][0]
-        log_end = json.loads((oldest / "counters.json").read_text())["replay_log_end"]
-        self.replay_log.prune(self.online_buffer.capacity, keep_from=log_end)
+        self.prune_logs(json.loads((oldest / "counters.json").read_text()))
+
+    def prune_logs(self, oldest_counters: dict) -> None:
+        """Drop log data that not even the oldest kept checkpoint needs."""
+        self.replay_log.prune(self.online_buffer.capacity, keep_from=oldest_counters["replay_log_end"])
 
     def load_checkpoint(self, path: Path) -> None:
         state = torch.load(path / "state.pt", map_location=self.device, weights_only=False)
@@ -408,6 +422,7 @@ class Trainer:
             counters["episodes"],
         )
         self.start_wall -= counters["wall_s"]
+        self.restore_extra(state)
         if (self.out / "metrics.jsonl").exists():
             rows = [
                 json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines() if line
@@ -415,6 +430,9 @@ class Trainer:
             self.rows = [r for r in rows if r["env_steps"] <= self.env_steps]
             with open(self.out / "metrics.jsonl", "w") as f:  # drop rows logged after the checkpoint
                 f.writelines(json.dumps(r) + "\n" for r in self.rows)
+
+    def restore_extra(self, state: dict) -> None:
+        """Subclasses restore what they added to the checkpoint (after counters and replay)."""
 
 
 def hybrid_gripper_labels(episode: Episode) -> Episode:

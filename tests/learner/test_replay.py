@@ -280,8 +280,11 @@ def test_pixel_buffer_memory_is_the_uint8_frames():
         pytest.skip(f"cannot reserve 10 GB of address space here: {error}")
     frames_only = 100_000 * 2 * 128 * 128 * 3  # 9_830_400_000 bytes of uint8 frames
     assert frames_only <= buffer.nbytes <= 1.10 * frames_only
-    # Everything else is per slot: state + action float32, reward, two flags, valid (x2), episode id.
-    assert buffer.nbytes == frames_only + capacity * (4 * state_dim + 4 * action_dim + 4 + 1 + 1 + 1 + 1 + 8)
+    # Everything else is per slot: state + action float32, reward, two flags, valid (x2), episode
+    # id and record id.
+    assert buffer.nbytes == frames_only + capacity * (
+        4 * state_dim + 4 * action_dim + 4 + 1 + 1 + 1 + 1 + 8 + 8
+    )
 
 
 def pixel_stream(buffer, rng, episodes=6) -> None:

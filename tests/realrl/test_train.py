@@ -147,8 +147,9 @@ def test_replay_memory_estimate_and_device_choice():
     from realrl.commands.train import replay_bytes, resolve_replay_device
 
     shapes = {"front": (16, 16, 3), "wrist": (16, 16, 3)}
-    # Per slot: float32 state (14), action (4) and reward; 3 bool flags; int64 episode id; frames.
-    assert replay_bytes(100, 14, 4, shapes) == 100 * (4 * 19 + 3 + 8 + 2 * 768)
+    # Per slot: float32 state (14), action (4) and reward; 3 bool flags; int64 episode and record
+    # ids; frames.
+    assert replay_bytes(100, 14, 4, shapes) == 100 * (4 * 19 + 3 + 16 + 2 * 768)
     actual = ReplayBuffer(100, 14, 4, shapes).nbytes
     assert abs(actual - replay_bytes(100, 14, 4, shapes)) <= 100  # plus the host mirror of `valid`
     assert resolve_replay_device("auto", torch.device("cpu"), 10**12).type == "cpu"

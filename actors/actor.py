@@ -1,0 +1,178 @@
+"""`realrl actor`: the process on the robot PC. It steps the env (sim twin or real robot) with the
+newest policy the learner sent, turns each step into a step record and hands it to the transport
+thread, so the control loop never waits for the network. Weights are swapped in between steps and
+every record names the policy version that chose its action."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from actors.config import ActorConfig
+from actors.transport import ActorTransport
+from envs import DiscreteGripper, make_env, resolve_task_id
+from realrl.wire import RecordSpec, StepRecord, encode_step
+
+_log = logging.getLogger(__name__)
+
+
+def record_spec(env) -> RecordSpec:
+    spaces = env.observation_space
+    images = spaces["images"].spaces if "images" in spaces.spaces else {}
+    return RecordSpec(
+        state_dim=spaces["state"].shape[0],
+        action_dim=env.action_space.shape[0],
+        image_shapes={name: tuple(space.shape) for name, space in images.items()},
+    )
+
+
+class Actor:
+    def __init__(self, config: ActorConfig) -> None:
+        if config.robot != "sim":
+            raise ValueError(
+                f"--robot {config.robot!r}: only the sim twin is available so far (a real arm needs "
+                "`realrl robot-server`, not built yet)"
+            )
+        if config.control_hz < 0:
+            raise ValueError(f"--control-hz must be >= 0, got {config.control_hz}")
+        self.config = config
+        self.actor_id = config.actor_id or socket.gethostname()
+        self.session = uuid.uuid4().hex[:12]
+        self.task = resolve_task_id(config.task)
+        self.env = make_env(self.task, obs_mode=config.obs, image_size=config.image_size)
+        self.spec = record_spec(self.env)
+        spool = Path(config.spool or Path.home() / ".cache" / "realrl" / "spool" / self.actor_id)
+        hello = {"spec": self.spec.to_json(), "task": self.task, "obs": config.obs}
+        self.transport = ActorTransport(config.transport(), self.actor_id, self.session, spool, hello)
+        self.steps = 0
+        self.policy_version = -1
+        self.agent = None
+
+    def run(self, stop: threading.Event) -> dict[str, Any]:
+        """Act until `stop` is set, the learner says training is over, or `max_steps`; then wait
+        (bounded) for the last acks. Returns the final summary."""
+        self.transport.start()
+        _log.info(
+            "actor %s (session %s) waiting for the learner at %s",
+            self.actor_id,
+            self.session,
+            self.config.learner,
+        )
+        try:
+            if self._wait_for_policy(stop):
+                self._act(stop)
+        finally:
+            self.transport.close(self.config.wait_acks_s if not self.transport.error else 0, self.steps - 1)
+            self.env.close()
+        if self.transport.error:
+            raise ValueError(f"the learner refused this actor: {self.transport.error}")
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "actor_id": self.actor_id,
+            "session": self.session,
+            "steps_recorded": self.steps,
+            "steps_acked": self.transport.acked_through + 1,
+            "steps_spooled": len(self.transport.spool),
+            "policy_version": self.policy_version,
+        }
+
+    def _wait_for_policy(self, stop: threading.Event) -> bool:
+        """Block until the learner's welcome and first weights came (nothing to act with before)."""
+        while not stop.is_set() and not self.transport.learner_done.is_set():
+            if self.transport.welcomed.wait(0.05):
+                break
+        if not self.transport.welcomed.is_set():
+            return False
+        self._build_policy(self.transport.welcome)
+        while not stop.is_set() and not self.transport.learner_done.is_set():
+            if self._swap_weights():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def _build_policy(self, welcome: dict[str, Any]) -> None:
+        import torch
+
+        from learner.configs import SACConfig
+        from learner.hybrid import make_agent
+        from realrl.config import from_dict
+
+        torch.set_num_threads(self.config.threads)
+        # The learner's weights replace every parameter: no pretrained download here.
+        agent_config = replace(from_dict(SACConfig, welcome["agent"]), pretrained_encoder=False)
+        if agent_config.hybrid_gripper:
+            self.env = DiscreteGripper(self.env)
+        self.agent = make_agent(
+            agent_config,
+            self.spec.state_dim,
+            self.spec.action_dim,
+            tuple(self.spec.image_shapes),
+            self.config.image_size,
+            "cpu",
+            self.config.seed,
+        )
+        self.random_steps = int(welcome.get("random_steps", 0))
+        self.env.action_space.seed(self.config.seed)
+
+    def _swap_weights(self) -> bool:
+        weights = self.transport.take_weights()
+        if weights is None:
+            return False
+        self.policy_version, tensors = weights
+        self.agent.load_policy_state_dict(tensors)
+        return True
+
+    def _act(self, stop: threading.Event) -> None:
+        c = self.config
+        period = 1.0 / c.control_hz if c.control_hz else 0.0
+        episode = t = 0
+        obs, _ = self.env.reset(seed=c.seed * 1_000_003 + episode)
+        next_tick = time.monotonic()
+        while not (stop.is_set() or self.transport.learner_done.is_set()):
+            if c.max_steps and self.steps >= c.max_steps:
+                break
+            self._swap_weights()  # step boundary: never mid-step
+            if self.steps < self.random_steps:
+                action = self.env.action_space.sample().astype(np.float32)
+            else:
+                action = self.agent.act(obs)
+            next_obs, reward, terminated, truncated, info = self.env.step(action)
+            record = StepRecord(
+                actor=self.actor_id,
+                session=self.session,
+                seq=self.steps,
+                episode=episode,
+                t=t,
+                state=np.asarray(obs["state"], dtype=np.float32),
+                images=dict(obs.get("images", {})),
+                action=np.asarray(action, dtype=np.float32),
+                reward=float(reward),
+                terminated=bool(terminated),
+                truncated=bool(truncated),
+                success=bool(info.get("success", False)),
+                intervened=bool(info.get("intervened", False)),
+                safety_margin=float(info.get("safety_margin", float("inf"))),
+                policy_version=self.policy_version,
+                final_state=np.asarray(next_obs["state"], dtype=np.float32),
+                final_images=dict(next_obs.get("images", {})),
+            )
+            self.transport.send(self.steps, encode_step(record, image_codec=c.image_codec))
+            self.steps += 1
+            t += 1
+            obs = next_obs
+            if terminated or truncated:
+                episode, t = episode + 1, 0
+                obs, _ = self.env.reset(seed=c.seed * 1_000_003 + episode)
+            if period:
+                next_tick += period
+                time.sleep(max(0.0, next_tick - time.monotonic()))

@@ -1,0 +1,75 @@
+"""Typed configs of the actor process and its link to the learner, as plain dataclasses (no torch,
+no env imports) so `realrl actor --help` is instant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    learner: str = "tcp://127.0.0.1:5555"
+    """The learner's endpoint, tcp://HOST:PORT."""
+    curve_secret: str | None = None
+    """This actor's NAME.key_secret (from `realrl keys generate`); needs --learner-key."""
+    learner_key: str | None = None
+    """The learner's public NAME.key: with it all traffic is encrypted."""
+    heartbeat_s: float = 1.0
+    """Seconds between heartbeats to the learner."""
+    learner_timeout_s: float = 5.0
+    """The learner counts as gone after this long without a message; the actor says hello again."""
+    spool_bytes: int = 2 * 2**30
+    """Disk the spool of unacked records may use; beyond it new records are not kept."""
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    task: str = "PickCube"
+    """Task id (realrl/PickCube-v0) or short name (PickCube); must match the learner's."""
+    obs: Literal["state", "pixels"] = "state"
+    """Observation mode: privileged state, or proprioception + two camera frames."""
+    image_size: int = 128
+    """Square camera frame size (pixels mode)."""
+    learner: str = "tcp://127.0.0.1:5555"
+    """The learner's endpoint, tcp://HOST:PORT."""
+    robot: str = "sim"
+    """sim: the task's MuJoCo twin. (A real arm through `realrl robot-server` comes with that verb.)"""
+    actor_id: str | None = None
+    """Name of this actor in the learner's metrics; none means the host name."""
+    spool: str | None = None
+    """Directory of unacked records; none means ~/.cache/realrl/spool/<actor id>."""
+    seed: int = 0
+    """Seed of the env resets and the policy's sampling."""
+    control_hz: float = 0.0
+    """Steps per second, paced on the control loop (the real robot's rate is 10); 0 runs the sim
+    twin as fast as it steps."""
+    image_codec: Literal["raw", "jpeg", "png"] = "raw"
+    """How camera frames travel: raw bytes, or JPEG/PNG (less bandwidth, more CPU)."""
+    max_steps: int = 0
+    """Stop after this many steps (0: run until stopped or the learner finishes)."""
+    wait_acks_s: float = 10.0
+    """On stop: how long to wait for the learner to ack the last records."""
+    threads: int = 1
+    """Torch CPU threads for the policy (the robot PC has other work)."""
+    curve_secret: str | None = None
+    """This actor's NAME.key_secret (from `realrl keys generate`): encrypt; needs --learner-key."""
+    learner_key: str | None = None
+    """The learner's public NAME.key."""
+    heartbeat_s: float = 1.0
+    """Seconds between heartbeats to the learner."""
+    learner_timeout_s: float = 5.0
+    """The learner counts as gone after this long without a message; the actor keeps acting,
+    spools, and says hello until a learner answers."""
+    spool_bytes: int = 2 * 2**30
+    """Disk the spool may use; beyond it new records are not kept for resending."""
+
+    def transport(self) -> TransportConfig:
+        return TransportConfig(
+            learner=self.learner,
+            curve_secret=self.curve_secret,
+            learner_key=self.learner_key,
+            heartbeat_s=self.heartbeat_s,
+            learner_timeout_s=self.learner_timeout_s,
+            spool_bytes=self.spool_bytes,
+        )

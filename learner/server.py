@@ -1,0 +1,282 @@
+"""The learner's network side: one ZeroMQ ROUTER socket, served by one background thread, that
+greets actors, ingests their step records (journal, dedup, episodes: learner.ingest), acks them once
+durable, exchanges heartbeats, and pushes versioned policy weights. The training loop never touches
+the socket: it publishes weights here and reads counters.
+
+Every message is checked by realrl.wire; a bad one is counted under its reason and logged, and the
+server goes on serving everyone else. With CURVE keys the socket is encrypted and a ZAP handler lets
+in only actors whose public key is in the allow-list directory; a stranger's handshake fails, so it
+can neither send a step nor receive a byte of weights. Without keys the default bind is loopback."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import zmq
+import zmq.auth
+
+from learner.configs import ServerConfig
+from learner.ingest import Ingest
+from realrl.wire import Limits, WireError, decode, encode
+
+_log = logging.getLogger(__name__)
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+@dataclass
+class Connection:
+    actor: str
+    session: str
+    last_heard: float
+    weights_version: int = -1  # newest version sent to it
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def is_loopback(endpoint: str) -> bool:
+    if not endpoint.startswith("tcp://"):
+        return endpoint.startswith(("ipc://", "inproc://"))
+    host = urlsplit(endpoint).hostname or ""
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+class LearnerServer:
+    def __init__(
+        self, config: ServerConfig, ingest: Ingest, welcome: dict[str, Any], limits: Limits | None = None
+    ):
+        if config.curve_secret and not config.allow_keys:
+            raise ValueError("--curve-secret needs --allow-keys DIR (the public keys of the allowed actors)")
+        if not config.curve_secret and not is_loopback(config.bind):
+            _log.warning(
+                "WARNING: binding %s WITHOUT encryption or authentication: anyone who can reach this "
+                "port can send steps and receive the policy. Use `realrl keys generate` and "
+                "--curve-secret/--allow-keys, or bind tcp://127.0.0.1 and tunnel.",
+                config.bind,
+            )
+        self.config, self.ingest, self.limits = config, ingest, limits or Limits()
+        self.incarnation = secrets.token_hex(8)  # changes per process: actors notice a restart
+        self.welcome = {**welcome, "learner": self.incarnation, "spec": ingest.spec.to_json()}
+        self.connections: dict[bytes, Connection] = {}
+        self.endpoint: str | None = None
+        self._weights: tuple[int, list, np.ndarray] | None = None
+        self._weights_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._finishing = threading.Event()
+        self._told_done: set[bytes] = set()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._serve, name="learner-server", daemon=True)
+        self._bye_reason = "learner stopping"
+
+    # -- called from the training loop ---------------------------------------------------------
+    def start(self) -> str:
+        """Bind and start serving; returns the bound endpoint (with the port a * resolved to)."""
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self.endpoint
+
+    def publish(self, version: int, manifest: list, blob: np.ndarray) -> None:
+        """New policy weights: every live actor gets them soon, new actors at once."""
+        with self._weights_lock:
+            self._weights = (version, manifest, blob)
+
+    @property
+    def weights_version(self) -> int:
+        return self._weights[0] if self._weights else -1
+
+    def live_actors(self) -> list[str]:
+        return sorted({c.actor for c in list(self.connections.values())})
+
+    def finish(self) -> None:
+        """Training is over: tell every actor (and any that connects later) to stop acting. The
+        server keeps serving, so their last records still get stored and acked."""
+        self._finishing.set()
+
+    def stop(self, reason: str = "learner stopping") -> None:
+        """Say bye to every actor (with `reason`; 'done' tells them training is over) and stop."""
+        self._bye_reason = reason
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    # -- the server thread ---------------------------------------------------------------------
+    def _serve(self) -> None:
+        context = zmq.Context()
+        auth = None
+        try:
+            socket = context.socket(zmq.ROUTER)
+            socket.setsockopt(zmq.LINGER, 500)
+            socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            socket.setsockopt(zmq.RCVHWM, 10_000)
+            if self.config.curve_secret:
+                auth = self._start_curve(context, socket)
+            socket.bind(self.config.bind)
+            self.endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        except (zmq.ZMQError, OSError, ValueError) as error:
+            self._error = ValueError(f"cannot serve on {self.config.bind}: {error}")
+            self._ready.set()
+            context.destroy(linger=0)
+            return
+        self._ready.set()
+        _log.info("learner serving on %s (%s)", self.endpoint, "CURVE" if auth else "no encryption")
+        next_heartbeat = 0.0
+        try:
+            while not self._stop.is_set():
+                if socket.poll(10, zmq.POLLIN):
+                    self._handle_batch(socket)
+                now = time.monotonic()
+                self._push_weights(socket)
+                if self._finishing.is_set():
+                    self._tell_done(socket)
+                if now >= next_heartbeat:
+                    next_heartbeat = now + self.config.heartbeat_s
+                    self._heartbeat(socket, now)
+            for identity in list(self.connections):
+                self._send(socket, identity, encode("bye", {"reason": self._bye_reason}))
+        finally:
+            socket.close(linger=500)
+            if auth is not None:
+                auth.stop()
+            context.term()
+
+    def _start_curve(self, context: zmq.Context, socket: zmq.Socket):
+        from zmq.auth.thread import ThreadAuthenticator
+
+        public, secret = zmq.auth.load_certificate(self.config.curve_secret)
+        if secret is None:
+            raise ValueError(f"{self.config.curve_secret} holds no secret key (use NAME.key_secret)")
+        allowed = Path(self.config.allow_keys)
+        if not allowed.is_dir() or not any(allowed.glob("*.key")):
+            raise ValueError(f"--allow-keys {allowed}: no public NAME.key files there")
+        auth = ThreadAuthenticator(context)
+        auth.start()
+        auth.configure_curve(domain="*", location=str(allowed))
+        socket.curve_secretkey, socket.curve_publickey, socket.curve_server = secret, public, True
+        return auth
+
+    def _handle_batch(self, socket: zmq.Socket) -> None:
+        received = []
+        while len(received) < self.config.batch_messages:
+            try:
+                received.append(socket.recv_multipart(zmq.NOBLOCK, copy=False))
+            except zmq.Again:
+                break
+        replies: list[tuple[bytes, list]] = []
+        with self.ingest.lock:
+            for frames in received:
+                self._handle(frames[0].bytes, frames[1:], replies)
+            acks = self.ingest.commit()
+        for identity, message in replies:
+            self._send(socket, identity, message)
+        by_actor = {c.actor: identity for identity, c in self.connections.items()}
+        for actor, session, through in acks:
+            if actor in by_actor:
+                self._send(socket, by_actor[actor], encode("ack", {"session": session, "through": through}))
+
+    def _handle(self, identity: bytes, body: list, replies: list) -> None:
+        connection = self.connections.get(identity)
+        actor = connection.actor if connection else None
+        try:
+            message = decode(body, self.limits)
+        except WireError as error:
+            self.ingest.reject(error.reason, actor, str(error))
+            return
+        if message.type == "hello":
+            self._hello(identity, message.header, replies)
+            return
+        if connection is None:
+            self.ingest.reject("no_hello", None, f"a {message.type!r} message before hello")
+            replies.append((identity, encode("bye", {"reason": "hello first"})))
+            return
+        connection.last_heard = time.monotonic()
+        if message.type == "step":
+            self.ingest.offer(connection.actor, message, body)
+        elif message.type == "bye":
+            self._drop(identity, "said bye")
+        elif message.type != "heartbeat":
+            self.ingest.reject("unexpected_type", actor, f"an actor sent a {message.type!r} message")
+
+    def _hello(self, identity: bytes, header: dict, replies: list) -> None:
+        actor, session = header.get("actor"), header.get("session")
+        if not all(isinstance(x, str) and 0 < len(x) <= 128 for x in (actor, session)):
+            self.ingest.reject("bad_hello", None, "hello needs string 'actor' and 'session'")
+            return
+        spec = header.get("spec")
+        if spec != self.welcome["spec"]:
+            self.ingest.reject(
+                "bad_hello", actor, f"observation spec {str(spec)[:200]} != {self.welcome['spec']}"
+            )
+            replies.append(
+                (
+                    identity,
+                    encode("bye", {"reason": f"spec mismatch: learner expects {self.welcome['spec']}"}),
+                )
+            )
+            return
+        for old_identity, old in list(self.connections.items()):
+            if old.actor == actor:  # a restarted actor, or a reconnect: the newest connection wins
+                if old.session != session:
+                    self.ingest.end_session(old.actor, old.session)
+                del self.connections[old_identity]
+        self.connections[identity] = Connection(actor, session, time.monotonic())
+        self.ingest.actor(actor)
+        _log.info("actor %s connected (session %s)", actor, session)
+        replies.append((identity, encode("welcome", self.welcome)))
+
+    def _push_weights(self, socket: zmq.Socket) -> None:
+        with self._weights_lock:
+            weights = self._weights
+        if weights is None:
+            return
+        version, manifest, blob = weights
+        for identity, connection in list(self.connections.items()):
+            if connection.weights_version < version:
+                message = encode("weights", {"version": version, "tensors": manifest}, {"blob": blob})
+                if self._send(socket, identity, message):
+                    connection.weights_version = version
+
+    def _tell_done(self, socket: zmq.Socket) -> None:
+        for identity in list(self.connections):
+            if identity not in self._told_done and self._send(
+                socket, identity, encode("bye", {"reason": "done"})
+            ):
+                self._told_done.add(identity)
+
+    def _heartbeat(self, socket: zmq.Socket, now: float) -> None:
+        beat = encode("heartbeat", {"learner": self.incarnation, "version": self.weights_version})
+        for identity, connection in list(self.connections.items()):
+            if now - connection.last_heard > self.config.actor_timeout_s:
+                _log.warning(
+                    "actor %s silent for %.0f s: marked dead", connection.actor, now - connection.last_heard
+                )
+                with self.ingest.lock:
+                    self._drop(identity, "timed out")
+            else:
+                self._send(socket, identity, beat)
+
+    def _drop(self, identity: bytes, why: str) -> None:
+        connection = self.connections.pop(identity, None)
+        if connection is not None:
+            self.ingest.end_session(connection.actor, connection.session)
+            _log.info("actor %s (session %s) %s", connection.actor, connection.session, why)
+
+    def _send(self, socket: zmq.Socket, identity: bytes, frames: list) -> bool:
+        """Never blocks: a full or vanished peer loses this message (acks are cumulative, weights
+        are retried, heartbeats repeat)."""
+        try:
+            socket.send_multipart([identity, *frames], zmq.NOBLOCK, copy=False)
+            return True
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as error:
+            if error.errno == zmq.EHOSTUNREACH:  # gone: the heartbeat timeout frees its state
+                return False
+            raise
