@@ -37,6 +37,7 @@ lint: install
 bench: install  ## speed benchmarks, one JSON object each
 	$(BIN)/realrl bench sim --json
 	$(BIN)/realrl bench learner --json
+	$(BIN)/realrl bench transport --json
 
 # LeRobot 0.4.4 beside the project's env, not in it: the wheel and only what its SAC modules import
 # (plus transformers for --encoder resnet18), run on the project's own torch.

@@ -136,4 +136,8 @@ class ServerConfig:
     actor_timeout_s: float = 10.0
     """An actor silent this long is marked dead and its state freed."""
     batch_messages: int = 512
-    """Most messages handled per journal fsync."""
+    """Most messages handled per batch (one journal write pass, one round of acks)."""
+    fsync_journal: bool = False
+    """fsync the journal before acking, so acked steps survive a power cut or OS crash of the
+    learner machine too (a SIGKILL of the learner they survive anyway: written is enough for
+    that). Costs ingest speed (measured in `realrl bench transport`)."""

@@ -417,8 +417,15 @@ class ReplayBuffer:
         self._next_episode += 1
         host_slots, slots = self._claim(steps + 1)
 
+        first = int(host_slots[0])
+        contiguous = first + steps + 1 <= self.capacity  # no wrap: a slice copy beats an index put
+
         def put(target: torch.Tensor, rows: np.ndarray, index: torch.Tensor, dtype) -> None:
-            target[index] = torch.as_tensor(np.ascontiguousarray(rows, dtype=dtype), device=self.device)
+            values = torch.as_tensor(np.ascontiguousarray(rows, dtype=dtype), device=self.device)
+            if contiguous:
+                target[first : first + len(values)].copy_(values)
+            else:
+                target[index] = values
 
         put(self.state, episode.states[skip:], slots, np.float32)
         ids = np.full(steps + 1, -1) if record_ids is None else np.asarray(record_ids)[skip:]

@@ -10,7 +10,9 @@ can neither send a step nor receive a byte of weights. Without keys the default 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import secrets
 import threading
 import time
@@ -67,12 +69,20 @@ class LearnerServer:
         self.endpoint: str | None = None
         self._weights: tuple[int, list, np.ndarray] | None = None
         self._weights_lock = threading.Lock()
+        self._wakeup = os.pipe()
+        os.set_blocking(self._wakeup[0], False)
+        os.set_blocking(self._wakeup[1], False)
         self._stop = threading.Event()
         self._finishing = threading.Event()
         self._told_done: set[bytes] = set()
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._serve, name="learner-server", daemon=True)
+        # With fsync_journal, fsync runs on its own thread, overlapping the next batch; acks wait.
+        self._pending_acks: list[tuple[int, list]] = []  # (journal end, acks), oldest first
+        self._durable = 0  # journal offset known to be on disk
+        self._sync_wanted = threading.Event()
+        self._syncer = threading.Thread(target=self._sync_loop, name="journal-sync", daemon=True)
         self._bye_reason = "learner stopping"
 
     # -- called from the training loop ---------------------------------------------------------
@@ -88,6 +98,7 @@ class LearnerServer:
         """New policy weights: every live actor gets them soon, new actors at once."""
         with self._weights_lock:
             self._weights = (version, manifest, blob)
+        self._wake()
 
     @property
     def weights_version(self) -> int:
@@ -95,6 +106,11 @@ class LearnerServer:
 
     def live_actors(self) -> list[str]:
         return sorted({c.actor for c in list(self.connections.values())})
+
+    def _wake(self) -> None:
+        """Interrupt the server thread's poll (new weights go out now, not at the next tick)."""
+        with contextlib.suppress(BlockingIOError):  # the pipe is full of wake-ups already
+            os.write(self._wakeup[1], b"w")
 
     def finish(self) -> None:
         """Training is over: tell every actor (and any that connects later) to stop acting. The
@@ -105,11 +121,14 @@ class LearnerServer:
         """Say bye to every actor (with `reason`; 'done' tells them training is over) and stop."""
         self._bye_reason = reason
         self._stop.set()
+        self._wake()
         self._thread.join(timeout=10)
+        for fd in self._wakeup:
+            os.close(fd)
 
     # -- the server thread ---------------------------------------------------------------------
     def _serve(self) -> None:
-        context = zmq.Context()
+        context = zmq.Context(io_threads=2)  # weight pushes to several actors go out in parallel
         auth = None
         try:
             socket = context.socket(zmq.ROUTER)
@@ -126,12 +145,21 @@ class LearnerServer:
             context.destroy(linger=0)
             return
         self._ready.set()
+        self._syncer.start()
         _log.info("learner serving on %s (%s)", self.endpoint, "CURVE" if auth else "no encryption")
         next_heartbeat = 0.0
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        poller.register(self._wakeup[0], zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                if socket.poll(10, zmq.POLLIN):
+                events = dict(poller.poll(1 if self._pending_acks else 10))
+                if self._wakeup[0] in events:
+                    while _drain(self._wakeup[0]):
+                        pass
+                if socket in events:
                     self._handle_batch(socket)
+                self._send_durable_acks(socket)
                 now = time.monotonic()
                 self._push_weights(socket)
                 if self._finishing.is_set():
@@ -139,9 +167,12 @@ class LearnerServer:
                 if now >= next_heartbeat:
                     next_heartbeat = now + self.config.heartbeat_s
                     self._heartbeat(socket, now)
+            self._durable = self.ingest.journal.sync()
+            self._send_durable_acks(socket)  # the last batch's acks (sync() flushed the writer)
             for identity in list(self.connections):
                 self._send(socket, identity, encode("bye", {"reason": self._bye_reason}))
         finally:
+            self._sync_wanted.set()
             socket.close(linger=500)
             if auth is not None:
                 auth.stop()
@@ -173,11 +204,39 @@ class LearnerServer:
         with self.ingest.lock:
             for frames in received:
                 self._handle(frames[0].bytes, frames[1:], replies)
-            acks = self.ingest.commit()
+            acks = self.ingest.commit(sync=False)  # stored in the buffer now, acked once on disk
+            end = self.ingest.journal.end
         for identity, message in replies:
             self._send(socket, identity, message)
+        if acks:
+            self._pending_acks.append((end, acks))
+            if self.config.fsync_journal:
+                self._sync_wanted.set()
+
+    def _sync_loop(self) -> None:
+        while not self._stop.is_set():
+            self._sync_wanted.wait()
+            self._sync_wanted.clear()
+            if not self._stop.is_set():
+                self._durable = self.ingest.journal.sync()
+
+    def _send_durable_acks(self, socket: zmq.Socket) -> None:
+        """Acks whose records are on disk: an ack means durable."""
+        # Without fsync, written to the kernel is durable enough: it survives a SIGKILL of us.
+        durable = self._durable if self.config.fsync_journal else self.ingest.journal.written
+        done = 0
+        for end, _ in self._pending_acks:
+            if end > durable:
+                break
+            done += 1
+        if not done:
+            return
+        ready, self._pending_acks = self._pending_acks[:done], self._pending_acks[done:]
         by_actor = {c.actor: identity for identity, c in self.connections.items()}
-        for actor, session, through in acks:
+        newest = {}  # acks are cumulative: the last one per session says it all
+        for _, acks in ready:
+            newest.update({(actor, session): through for actor, session, through in acks})
+        for (actor, session), through in newest.items():
             if actor in by_actor:
                 self._send(socket, by_actor[actor], encode("ack", {"session": session, "through": through}))
 
@@ -280,3 +339,10 @@ class LearnerServer:
             if error.errno == zmq.EHOSTUNREACH:  # gone: the heartbeat timeout frees its state
                 return False
             raise
+
+
+def _drain(fd: int) -> bool:
+    try:
+        return bool(os.read(fd, 4096))
+    except BlockingIOError:
+        return False

@@ -130,6 +130,22 @@ def cmd_bench_learner(args: argparse.Namespace) -> None:
     _print_result({"task": args.task, **result}, args.json)
 
 
+def cmd_bench_transport(args: argparse.Namespace) -> None:
+    from benchmarks.transport import run
+
+    result = run(
+        senders=args.senders,
+        steps_per_sender=args.steps,
+        repeats=args.repeats,
+        actors=args.actors,
+        weights_mb=args.weights_mb,
+        pushes=args.pushes,
+        send_steps=args.send_steps,
+        image_size=args.image_size,
+    )
+    _print_result(result, args.json)
+
+
 def cmd_keys_generate(args: argparse.Namespace) -> None:
     from realrl.commands.keys import generate_keys
 
@@ -281,6 +297,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_learner.add_argument("--json", action="store_true", help="print one JSON object")
     bench_learner.set_defaults(handler=cmd_bench_learner)
+
+    bench_transport = bench_verbs.add_parser(
+        "transport",
+        help="actor/learner link on loopback: ingest steps/s, weight-push latency, send cost",
+        description="Real LearnerServer, journal, replay buffer and ActorTransport on loopback ZeroMQ. "
+        "ingest_steps_per_s: sender processes stream step records with two camera frames (median of "
+        "--repeats); weight_push_p99_ms: a policy of --weights-mb pushed --pushes times to --actors actor "
+        "processes; send_overhead_p99_ms: the control loop's cost per step while the transport works.",
+    )
+    bench_transport.add_argument("--senders", type=int, default=2, help="sender processes for the ingest run")
+    bench_transport.add_argument("--steps", type=int, default=3000, help="step records per sender per run")
+    bench_transport.add_argument("--repeats", type=int, default=3, help="ingest runs; the median is reported")
+    bench_transport.add_argument("--actors", type=int, default=4, help="actor processes receiving weights")
+    bench_transport.add_argument("--weights-mb", type=float, default=10, help="policy size in MB")
+    bench_transport.add_argument("--pushes", type=int, default=40, help="weight pushes (0.25 s apart)")
+    bench_transport.add_argument("--send-steps", type=int, default=1000, help="steps timed at 100 Hz")
+    bench_transport.add_argument(
+        "--image-size", type=int, default=128, help="square camera frames, 2 cameras"
+    )
+    bench_transport.add_argument("--json", action="store_true", help="print one JSON object")
+    bench_transport.set_defaults(handler=cmd_bench_transport)
     return parser
 
 

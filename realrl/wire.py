@@ -26,6 +26,7 @@ import numpy as np
 PROTOCOL_VERSION = 1
 MESSAGE_TYPES = frozenset({"hello", "welcome", "step", "ack", "heartbeat", "weights", "bye"})
 DTYPES = frozenset({"uint8", "int32", "int64", "float16", "float32", "float64", "bool"})
+_NUMPY_DTYPES = {name: np.dtype(name) for name in DTYPES}  # built once: np.dtype() per array adds up
 CODECS = frozenset({"raw", "jpeg", "png"})
 
 
@@ -175,14 +176,14 @@ def _check_spec(spec: Any, limits: Limits) -> None:
         or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
     ):
         raise WireError("bad_shape", f"array {name!r}: shape {str(shape)[:60]}")
-    if math.prod(shape) * np.dtype(spec["dtype"]).itemsize > limits.max_frame_bytes:
+    if math.prod(shape) * _NUMPY_DTYPES[spec["dtype"]].itemsize > limits.max_frame_bytes:
         raise WireError("frame_too_large", f"array {name!r}: shape {shape} exceeds the frame cap")
     if spec.get("codec", "raw") not in CODECS:
         raise WireError("bad_codec", f"array {name!r}: codec {str(spec.get('codec'))[:20]!r}")
 
 
 def _decode_array(spec: dict[str, Any], buffer: memoryview) -> np.ndarray:
-    dtype, shape, codec = np.dtype(spec["dtype"]), tuple(spec["shape"]), spec.get("codec", "raw")
+    dtype, shape, codec = _NUMPY_DTYPES[spec["dtype"]], tuple(spec["shape"]), spec.get("codec", "raw")
     if codec == "raw":
         if buffer.nbytes != math.prod(shape) * dtype.itemsize:
             raise WireError("bad_shape", f"array {spec['name']!r}: {buffer.nbytes} bytes for {shape} {dtype}")
@@ -203,12 +204,14 @@ _COUNT = struct.Struct("<I")
 _LENGTH = struct.Struct("<Q")
 
 
+def frame_table(frames: Sequence[bytes | memoryview]) -> bytes:
+    """The head of `pack_frames`: frame count and lengths (the frames follow it as they are)."""
+    return _COUNT.pack(len(frames)) + b"".join(_LENGTH.pack(memoryview(f).nbytes) for f in frames)
+
+
 def pack_frames(frames: Sequence[bytes | memoryview]) -> bytes:
     """One message's frames as one byte string: frame count, frame lengths, frames."""
-    parts = [_COUNT.pack(len(frames))]
-    parts += [_LENGTH.pack(memoryview(f).nbytes) for f in frames]
-    parts += [bytes(f) if not isinstance(f, bytes) else f for f in frames]
-    return b"".join(parts)
+    return b"".join([frame_table(frames), *frames])
 
 
 def unpack_frames(blob: bytes | memoryview) -> list[memoryview]:

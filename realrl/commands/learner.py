@@ -53,14 +53,16 @@ class LearnerRun(Trainer):
             action_dim=self.online_buffer.action_dim,
             image_shapes=self.online_buffer.image_shapes,
         )
-        self.journal = Journal(self.out / "replay" / "journal")
+        self.journal = Journal(self.out / "replay" / "journal", checksums=server.fsync_journal)
         self.ingest = Ingest(spec, self.online_buffer, self.journal)
         if resume:
             self._replay_journal()
         elif self.journal.files():
             for _, path in self.journal.files():  # a fresh run here: nothing to keep
                 path.unlink()
-            self.journal = self.ingest.journal = Journal(self.out / "replay" / "journal")
+            self.journal = self.ingest.journal = Journal(
+                self.out / "replay" / "journal", server.fsync_journal
+            )
         self.env_steps = self.ingest.steps_stored
         welcome = {
             "task": self.config.task,

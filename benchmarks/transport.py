@@ -1,0 +1,247 @@
+"""`realrl bench transport`: the actor/learner link on loopback, measured through the real code.
+
+- ingest_steps_per_s: sender processes blast step records with two 128x128 camera frames at a
+  LearnerServer; counted from the first to the last record stored in the replay buffer, journal
+  fsync and episode assembly included.
+- weight_push_p99_ms: 4 actor processes (ActorTransport) receive a ~10 MB policy pushed repeatedly;
+  latency from `publish` on the learner to the weights being ready for the actor's control loop.
+- send_overhead_p99_ms: the control loop's cost of one step (encode the record + queue it) while the
+  transport thread spools and sends in the background, at a fixed control rate.
+Each figure is a median over repeats (throughput) or a p99 over all samples (latency)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+CAMERAS = ("front", "wrist")
+STATE_DIM, ACTION_DIM, EPISODE = 32, 7, 100
+
+
+def _spec(image_size: int):
+    from realrl.wire import RecordSpec
+
+    return RecordSpec(STATE_DIM, ACTION_DIM, {name: (image_size, image_size, 3) for name in CAMERAS})
+
+
+def _record(actor: str, session: str, seq: int, image_size: int, frames: dict):
+    from realrl.wire import StepRecord
+
+    t = seq % EPISODE
+    done = t == EPISODE - 1
+    return StepRecord(
+        actor=actor, session=session, seq=seq, episode=seq // EPISODE, t=t,
+        state=np.full(STATE_DIM, seq, np.float32), images=frames, action=np.zeros(ACTION_DIM, np.float32),
+        reward=float(done), terminated=done, truncated=False, final_state=np.zeros(STATE_DIM, np.float32),
+        final_images=frames,
+    )  # fmt: skip
+
+
+def _server(directory: Path, image_size: int, capacity: int):
+    from learner.configs import ServerConfig
+    from learner.ingest import Ingest
+    from learner.journal import Journal
+    from learner.replay import ReplayBuffer
+    from learner.server import LearnerServer
+
+    spec = _spec(image_size)
+    buffer = ReplayBuffer(capacity, STATE_DIM, ACTION_DIM, spec.image_shapes)
+    ingest = Ingest(spec, buffer, Journal(directory / "journal"))
+    welcome = {"task": "bench", "obs": "pixels", "agent": {}, "random_steps": 0}
+    server = LearnerServer(ServerConfig(bind="tcp://127.0.0.1:*", heartbeat_s=0.5), ingest, welcome)
+    return server, ingest
+
+
+# -- ingest ----------------------------------------------------------------------------------------
+def _sender(endpoint: str, actor: str, steps: int, image_size: int, go) -> None:
+    import zmq
+
+    from realrl.wire import encode, encode_step
+
+    rng = np.random.default_rng(0)
+    frames = {name: rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8) for name in CAMERAS}
+    session = uuid.uuid4().hex[:12]
+    context = zmq.Context()
+    socket = context.socket(zmq.DEALER)
+    socket.connect(endpoint)
+    messages = [encode_step(_record(actor, session, seq, image_size, frames)) for seq in range(steps)]
+    hello = {"actor": actor, "session": session, "spec": _spec(image_size).to_json()}
+    socket.send_multipart(encode("hello", hello))
+    socket.recv_multipart()  # welcome
+    go.wait()
+    for message in messages:
+        socket.send_multipart(message, copy=False)
+        while socket.poll(0):  # acks, weights: read and drop so the learner never waits on us
+            socket.recv_multipart()
+    socket.close(linger=5000)
+    context.term()
+
+
+def measure_ingest(senders: int, steps_per_sender: int, image_size: int) -> float:
+    spawn = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="realrl-bench-") as tmp:
+        server, ingest = _server(Path(tmp), image_size, capacity=4 * EPISODE * senders + 8)
+        endpoint = server.start()
+        go = spawn.Event()
+        processes = [
+            spawn.Process(target=_sender, args=(endpoint, f"bench-{k}", steps_per_sender, image_size, go))
+            for k in range(senders)
+        ]
+        for process in processes:
+            process.start()
+        while len(ingest.actors) < senders:  # every sender said hello and is ready
+            time.sleep(0.01)
+        time.sleep(1.0)  # encoding done: only the sending is timed
+        go.set()
+        total = senders * steps_per_sender
+        first_time = None
+        while ingest.steps_stored < total:
+            if first_time is None and ingest.steps_stored > 0:
+                first_time, first_count = time.perf_counter(), ingest.steps_stored
+            time.sleep(0.01)  # coarse: a busy poll here would steal the GIL from the server thread
+        elapsed = time.perf_counter() - first_time
+        for process in processes:
+            process.join()
+        server.stop()
+        ingest.journal.close()
+    return (total - first_count) / elapsed
+
+
+# -- weight push ---------------------------------------------------------------------------------
+def _weights_receiver(endpoint: str, actor: str, pushes: int, out, image_size: int) -> None:
+    from actors.config import TransportConfig
+    from actors.transport import ActorTransport
+
+    with tempfile.TemporaryDirectory() as spool:
+        hello = {"spec": _spec(image_size).to_json()}
+        transport = ActorTransport(
+            TransportConfig(learner=endpoint), actor, uuid.uuid4().hex[:12], spool, hello
+        )
+        transport.start()
+        arrivals, deadline = {}, time.monotonic() + 30 + pushes
+        while pushes - 1 not in arrivals and time.monotonic() < deadline:  # the server may skip a
+            weights = transport.take_weights()  # version when a newer one is published first
+            if weights is not None:
+                arrivals[weights[0]] = time.monotonic()
+            time.sleep(0.001)  # a tighter poll would steal the GIL from the transport thread
+        transport.close(wait_s=0)
+    out.put(arrivals)
+
+
+def measure_weight_push(actors: int, megabytes: float, pushes: int, image_size: int) -> list[float]:
+    from realrl.wire import pack_weights
+
+    spawn = multiprocessing.get_context("spawn")
+    rng = np.random.default_rng(0)
+    per_tensor = 256 * 1024  # 1 MB float32 tensors, like a policy's big layers
+    tensors = {
+        f"layer{k}.weight": rng.standard_normal(per_tensor).astype(np.float32) for k in range(int(megabytes))
+    }
+    with tempfile.TemporaryDirectory(prefix="realrl-bench-") as tmp:
+        server, ingest = _server(Path(tmp), image_size, capacity=16)
+        endpoint = server.start()
+        queue = spawn.Queue()
+        processes = [
+            spawn.Process(target=_weights_receiver, args=(endpoint, f"w{k}", pushes, queue, image_size))
+            for k in range(actors)
+        ]
+        for process in processes:
+            process.start()
+        while len(server.connections) < actors:
+            time.sleep(0.01)
+        published = {}
+        for version in range(pushes):
+            manifest, blob = pack_weights(tensors)  # the learner packs a fresh copy per push
+            published[version] = time.monotonic()
+            server.publish(version, manifest, blob)
+            time.sleep(0.25)
+        arrivals = [queue.get(timeout=60) for _ in processes]
+        for process in processes:
+            process.join()
+        server.stop()
+        ingest.journal.close()
+    return [(when - published[v]) * 1000 for arrival in arrivals for v, when in arrival.items()]
+
+
+# -- send overhead ---------------------------------------------------------------------------------
+def measure_send_overhead(steps: int, hz: float, image_size: int) -> list[float]:
+    from actors.config import TransportConfig
+    from actors.transport import ActorTransport
+    from realrl.wire import encode_step
+
+    rng = np.random.default_rng(0)
+    frames = {name: rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8) for name in CAMERAS}
+    with tempfile.TemporaryDirectory(prefix="realrl-bench-") as tmp:
+        server, ingest = _server(Path(tmp), image_size, capacity=steps + steps // EPISODE + 8)
+        endpoint = server.start()
+        session = uuid.uuid4().hex[:12]
+        hello = {"spec": _spec(image_size).to_json()}
+        transport = ActorTransport(
+            TransportConfig(learner=endpoint), "bench", session, Path(tmp) / "spool", hello
+        )
+        transport.start()
+        transport.welcomed.wait(30)
+        costs, next_tick = [], time.perf_counter()
+        for seq in range(steps):
+            record = _record("bench", session, seq, image_size, frames)
+            start = time.perf_counter()
+            transport.send(seq, encode_step(record))
+            costs.append((time.perf_counter() - start) * 1000)
+            next_tick += 1.0 / hz
+            time.sleep(max(0.0, next_tick - time.perf_counter()))
+        transport.close(wait_s=30, last_seq=steps - 1)
+        stored = ingest.steps_stored
+        server.stop()
+        ingest.journal.close()
+    if stored != steps:
+        raise RuntimeError(f"send-overhead run stored {stored} of {steps} steps")
+    return costs
+
+
+def p99(samples: list[float]) -> float:
+    return float(np.percentile(samples, 99))
+
+
+def run(
+    *,
+    senders: int = 2,
+    steps_per_sender: int = 3000,
+    repeats: int = 3,
+    actors: int = 4,
+    weights_mb: float = 10,
+    pushes: int = 40,
+    send_steps: int = 1000,
+    send_hz: float = 100.0,
+    image_size: int = 128,
+) -> dict:
+    rates = [measure_ingest(senders, steps_per_sender, image_size) for _ in range(repeats)]
+    push_ms = measure_weight_push(actors, weights_mb, pushes, image_size)
+    send_ms = measure_send_overhead(send_steps, send_hz, image_size)
+    return {
+        "ingest_steps_per_s": round(statistics.median(rates), 1),
+        "ingest_runs_steps_per_s": [round(r, 1) for r in rates],
+        "ingest_senders": senders,
+        "image_shape": [image_size, image_size, 3],
+        "cameras": len(CAMERAS),
+        "weight_push_p99_ms": round(p99(push_ms), 2),
+        "weight_push_median_ms": round(statistics.median(push_ms), 2),
+        "weight_mb": weights_mb,
+        "weight_pushes": pushes,
+        "actors": actors,
+        "send_overhead_p99_ms": round(p99(send_ms), 3),
+        "send_overhead_median_ms": round(statistics.median(send_ms), 3),
+        "send_steps": send_steps,
+        "send_hz": send_hz,
+    }
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run()))
