@@ -19,12 +19,13 @@ install: $(STAMP)  ## create .venv and install realrl with its test extras
 
 DEMO_STEPS ?= 10000
 
-demo: install  ## (re)creates runs/demo: pixel demos + contact sheet, then PickCube (state) trained to a success curve
+demo: install  ## (re)creates runs/demo: pixel demos + contact sheet, then PickCube (state) trained by a learner and 2 actor processes
 	rm -rf runs/demo
 	$(BIN)/realrl demos record --task PickCube --source scripted --episodes 10 --obs pixels --out runs/demo/demos --contact-sheet runs/demo/contact_sheet.png
 	$(BIN)/realrl demos info runs/demo/demos
-	$(BIN)/realrl train --task PickCube --obs state --steps $(DEMO_STEPS) --eval-every 1000 --out runs/demo/train
+	$(BIN)/realrl train --task PickCube --obs state --actors 2 --steps $(DEMO_STEPS) --eval-every 1000 --out runs/demo/train
 	@echo "learning curve: runs/demo/train/learning_curve.png  (tensorboard --logdir runs/demo/train/tensorboard)"
+	@echo "actor logs and final lines: runs/demo/train/actors/"
 
 test: install  ## lint and run the whole test suite
 	$(BIN)/ruff check .

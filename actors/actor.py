@@ -73,7 +73,10 @@ class Actor:
             self.transport.close(self.config.wait_acks_s if not self.transport.error else 0, self.steps - 1)
             self.env.close()
         if self.transport.error:
-            raise ValueError(f"the learner refused this actor: {self.transport.error}")
+            raise ValueError(
+                f"the learner refused this actor: {self.transport.error}; this actor sends "
+                f"{self.spec.to_json()} (check --task, --obs and --image-size on both sides)"
+            )
         return self.summary()
 
     def summary(self) -> dict[str, Any]:

@@ -76,7 +76,8 @@ class LearnerServer:
         self._finishing = threading.Event()
         self._told_done: set[bytes] = set()
         self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._bind_error: BaseException | None = None
+        self.error: BaseException | None = None  # set if the server thread died; training stops
         self._thread = threading.Thread(target=self._serve, name="learner-server", daemon=True)
         # With fsync_journal, fsync runs on its own thread, overlapping the next batch; acks wait.
         self._pending_acks: list[tuple[int, list]] = []  # (journal end, acks), oldest first
@@ -90,8 +91,8 @@ class LearnerServer:
         """Bind and start serving; returns the bound endpoint (with the port a * resolved to)."""
         self._thread.start()
         self._ready.wait()
-        if self._error is not None:
-            raise self._error
+        if self._bind_error is not None:
+            raise self._bind_error
         return self.endpoint
 
     def publish(self, version: int, manifest: list, blob: np.ndarray) -> None:
@@ -140,7 +141,7 @@ class LearnerServer:
             socket.bind(self.config.bind)
             self.endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
         except (zmq.ZMQError, OSError, ValueError) as error:
-            self._error = ValueError(f"cannot serve on {self.config.bind}: {error}")
+            self._bind_error = ValueError(f"cannot serve on {self.config.bind}: {error}")
             self._ready.set()
             context.destroy(linger=0)
             return
@@ -167,6 +168,10 @@ class LearnerServer:
                 if now >= next_heartbeat:
                     next_heartbeat = now + self.config.heartbeat_s
                     self._heartbeat(socket, now)
+        except Exception as error:  # a bug or a full disk: the training loop must hear of it
+            _log.exception("the learner server stopped")
+            self.error = error
+        try:
             self._durable = self.ingest.journal.sync()
             self._send_durable_acks(socket)  # the last batch's acks (sync() flushed the writer)
             for identity in list(self.connections):

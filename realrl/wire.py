@@ -155,12 +155,33 @@ def _parse_header(buffer: memoryview, limits: Limits) -> dict[str, Any]:
         raise WireError("malformed", "header 'arrays' must be a list within the frame cap")
     names = set()
     for spec in specs:
-        _check_spec(spec, limits)
+        _check_spec_cached(spec, limits)
         if spec["name"] in names:
             raise WireError("malformed", f"array {spec['name']!r} appears twice")
         names.add(spec["name"])
     header["arrays"] = specs
     return header
+
+
+_CHECKED_SPECS: set[tuple] = set()  # array specs already found valid: a stream repeats the same few
+
+
+def _check_spec_cached(spec: Any, limits: Limits) -> None:
+    shape = spec.get("shape") if type(spec) is dict else None
+    if type(shape) is list and all(type(d) is int for d in shape):  # bools never match a cached int
+        key = (limits, spec.get("name"), spec.get("dtype"), spec.get("codec", "raw"), tuple(shape))
+        try:
+            if key in _CHECKED_SPECS:
+                return
+        except TypeError:  # an unhashable name, dtype or codec: certainly not a cached valid spec
+            _check_spec(spec, limits)
+            return
+        _check_spec(spec, limits)
+        if len(_CHECKED_SPECS) > 4096:  # a peer inventing names must not grow it without bound
+            _CHECKED_SPECS.clear()
+        _CHECKED_SPECS.add(key)
+        return
+    _check_spec(spec, limits)
 
 
 def _check_spec(spec: Any, limits: Limits) -> None:

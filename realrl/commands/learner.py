@@ -119,6 +119,10 @@ class LearnerRun(Trainer):
         finished = False
         with open(self.out / "metrics.jsonl", "a") as log:
             while not stop.is_set():
+                if self.server.error is not None:
+                    raise RuntimeError(
+                        f"the learner server failed: {self.server.error}"
+                    ) from self.server.error
                 bar.update(self.ingest.steps_stored - self.env_steps)
                 self.env_steps = self.ingest.steps_stored
                 if self.env_steps >= c.steps:

@@ -171,3 +171,30 @@ def test_journal_cuts_a_torn_tail_and_prunes_whole_files(tmp_path):
     assert [start for start, _ in reopened.files()] == [offsets[3]]
     with pytest.raises(ValueError, match="missing"):
         list(reopened.records(offsets[0]))
+
+
+def test_a_checksummed_journal_finds_a_damaged_record_of_the_right_length(tmp_path):
+    journal = Journal(tmp_path, checksums=True)
+    journal.append([b"a" * 100])
+    second = journal.append([b"b" * 100])
+    journal.close()
+    (_, path), *_ = journal.files()
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF  # a flipped byte inside the last record (a power cut's zeroed page, say)
+    path.write_bytes(bytes(data))
+    reopened = Journal(tmp_path, checksums=True)
+    assert reopened.end == second  # the damaged record is cut; the first one stays
+    assert [bytes(f) for _, frames in reopened.records(0) for f in frames] == [b"a" * 100]
+    reopened.close()
+
+
+def test_loopback_endpoints_are_recognised():
+    from learner.server import is_loopback
+
+    assert (
+        is_loopback("tcp://127.0.0.1:5555")
+        and is_loopback("tcp://localhost:1")
+        and is_loopback("ipc:///tmp/x")
+    )
+    assert not is_loopback("tcp://*:5555") and not is_loopback("tcp://0.0.0.0:5555")
+    assert not is_loopback("tcp://192.168.1.5:5555")

@@ -231,6 +231,35 @@ def test_act_is_bounded_and_policy_weights_exclude_critics():
     assert not any(k.startswith(("critic", "target")) for k in agent.policy_state_dict())
 
 
+@pytest.mark.parametrize("cameras", [(), ("front",)])
+def test_policy_weights_over_the_wire_make_an_actor_side_agent_act_identically(cameras):
+    """What the learner pushes (policy + encoder, packed into one frame) is all an actor process
+    needs: after loading it, its deterministic actions equal the learner's; a mismatched model is
+    refused by name."""
+    from realrl.wire import decode, encode, pack_weights, unpack_weights
+
+    learner = SACAgent(small_config(), 6, 3, cameras=cameras, image_size=24, seed=1)
+    for i in range(5):  # move the weights away from their initialisation
+        learner.update(random_batch(n=16, cameras=cameras, seed=i))
+    learner.fit_state_normalizer(torch.randn(100, 6) * 3 + 1)
+    tensors = {name: t.detach().cpu().numpy() for name, t in learner.policy_state_dict().items()}
+    manifest, blob = pack_weights(tensors)
+    message = decode(encode("weights", {"version": 5, "tensors": manifest}, {"blob": blob}))
+    actor = SACAgent(small_config(), 6, 3, cameras=cameras, image_size=24, seed=99)
+    actor.load_policy_state_dict(unpack_weights(message.header["tensors"], message.arrays["blob"]))
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        obs = {"state": torch.randn(6, generator=generator).numpy()}
+        if cameras:
+            obs["images"] = {"front": torch.randint(0, 256, (24, 24, 3), dtype=torch.uint8).numpy()}
+        assert (actor.act(obs, deterministic=True) == learner.act(obs, deterministic=True)).all()
+    with pytest.raises(ValueError, match="missing"):
+        actor.load_policy_state_dict({k: v for k, v in tensors.items() if not k.startswith("actor.")})
+    wider = SACAgent(SACConfig(hidden=(64, 64), critics=4), 6, 3, cameras=cameras, image_size=24)
+    with pytest.raises(ValueError, match="shape"):
+        wider.load_policy_state_dict(tensors)
+
+
 def test_state_normalizer_standardises_with_fitted_statistics():
     agent = SACAgent(small_config(), 3, 2)
     states = torch.tensor([[1.0, 10.0, 5.0], [3.0, 30.0, 5.0], [5.0, 50.0, 5.0]])  # dim 2 is constant

@@ -146,3 +146,65 @@ def test_encode_refuses_what_cannot_travel():
         encode("step", {}, {"x": np.array(["a"], dtype=object)})
     with pytest.raises(ValueError, match="image_codec"):
         encode("step", {}, {}, image_codec="bmp")
+
+
+def test_step_records_round_trip_and_bad_ones_name_the_field():
+    from realrl.wire import RecordSpec, StepRecord, encode_step, parse_step
+
+    spec = RecordSpec(3, 2, {"front": (4, 4, 3)})
+    rng = np.random.default_rng(0)
+    record = StepRecord(
+        actor="a", session="s", seq=5, episode=1, t=4, state=rng.standard_normal(3).astype(np.float32),
+        images={"front": rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)}, action=np.ones(2, np.float32),
+        reward=0.5, terminated=True, truncated=False, success=True, policy_version=7,
+        final_state=np.zeros(3, np.float32), final_images={"front": np.zeros((4, 4, 3), np.uint8)},
+    )  # fmt: skip
+    frames = encode_step(record)
+    assert len(frames) == 1 + 5  # header + state, action, image, final state, final image
+    parsed = parse_step(decode(frames), spec)
+    assert (parsed.seq, parsed.episode, parsed.t, parsed.policy_version) == (5, 1, 4, 7)
+    assert parsed.reward == 0.5 and parsed.terminated and parsed.success and parsed.safety_margin == np.inf
+    assert np.array_equal(parsed.images["front"], record.images["front"])
+    assert np.array_equal(parsed.final_state, np.zeros(3))
+
+    def broken(**changes):
+        header = json.loads(bytes(frames[0]))
+        header.update(changes)
+        return decode([json.dumps(header).encode(), *frames[1:]])
+
+    for changes, words in [
+        ({"seq": True}, "'seq' must be an integer"),
+        ({"reward": "1"}, "reward must be a finite number"),
+        ({"terminated": 1}, "'terminated' must be true or false"),
+        ({"actor": ""}, "'actor' must be a non-empty string"),
+        ({"terminated": False}, "arrays"),  # a non-final record must not carry the final obs
+    ]:
+        with pytest.raises(WireError, match=words) as caught:
+            parse_step(broken(**changes), spec)
+        assert caught.value.reason == "bad_record"
+    with pytest.raises(WireError, match="must be float32 \\(4,\\), got float32 \\(3,\\)"):
+        parse_step(decode(frames), RecordSpec(4, 2, {"front": (4, 4, 3)}))
+
+
+def test_weights_pack_into_one_frame_and_a_lying_manifest_is_refused():
+    from realrl.wire import pack_weights, unpack_weights
+
+    tensors = {
+        "encoder.w": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "encoder.fitted": np.array(True),
+        "actor.b": np.array([1.5, -2.0], np.float32),
+    }
+    manifest, blob = pack_weights(tensors)
+    assert blob.dtype == np.uint8 and blob.nbytes == 24 + 1 + 8
+    message = decode(encode("weights", {"version": 3, "tensors": manifest}, {"blob": blob}))
+    unpacked = unpack_weights(message.header["tensors"], message.arrays["blob"])
+    for name, value in tensors.items():
+        assert unpacked[name].dtype == value.dtype and np.array_equal(unpacked[name], value)
+    assert unpacked["encoder.w"].flags.writeable  # copies, not views on the received frame
+    bad = [[*row[:3], row[3] + 1] if row[0] == "actor.b" else row for row in manifest]
+    with pytest.raises(WireError, match="outside the blob"):
+        unpack_weights(bad, blob)
+    with pytest.raises(WireError, match="manifest"):
+        unpack_weights(manifest[:2], blob)  # bytes left over
+    with pytest.raises(WireError):
+        unpack_weights([["x", "float32", [10**9], 0]], blob)
