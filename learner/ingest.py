@@ -159,6 +159,13 @@ class Ingest:
         if stream is not None and stream.fragment:
             self._flush(stream)
 
+    def end_all_sessions(self) -> None:
+        """Store every open fragment (after a journal replay: their actors may never come back,
+        and an open fragment holds the journal; one that does come back starts a new fragment)."""
+        for stream in self.streams.values():
+            if stream.fragment:
+                self._flush(stream)
+
     # -- episodes ------------------------------------------------------------------------------
     def _extend(self, stream: Stream, offset: int, record: StepRecord) -> None:
         if stream.fragment:

@@ -80,6 +80,7 @@ class LearnerRun(Trainer):
             self.ingest.load_state_dict(self._saved_ingest)
             start = self._saved_ingest["journal_start"]
         self.ingest.replay_journal(start)
+        self.ingest.end_all_sessions()
 
     # -- checkpoint hooks ------------------------------------------------------------------------
     def snapshot_replay(self) -> dict:
@@ -161,7 +162,7 @@ class LearnerRun(Trainer):
             "endpoint": endpoint,
             "final_success_rate": evals[-1]["success_rate"] if evals else None,
             "final_eval_return": evals[-1]["eval_return"] if evals else None,
-            "actors": self.ingest.metrics(self.updates, 1.0, dict(self._actor_steps))["actors"],
+            "actors": self.ingest.state_dict()["actors"],  # cumulative counters
         }
 
     def _cadences(self) -> dict[str, int]:
