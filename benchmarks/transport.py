@@ -83,9 +83,13 @@ def _sender(endpoint: str, actor: str, steps: int, image_size: int, go) -> None:
     context.term()
 
 
-def measure_ingest(senders: int, steps_per_sender: int, image_size: int) -> float:
+def measure_ingest(
+    senders: int, steps_per_sender: int, image_size: int, journal_root: str | None = None
+) -> float:
+    """Steps/s stored. The journal goes under `journal_root` (default: the temp dir, on disk);
+    /dev/shm takes the disk out of the measurement."""
     spawn = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="realrl-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="realrl-bench-", dir=journal_root) as tmp:
         server, ingest = _server(Path(tmp), image_size, capacity=4 * EPISODE * senders + 8)
         endpoint = server.start()
         go = spawn.Event()
@@ -221,11 +225,24 @@ def run(
     image_size: int = 128,
 ) -> dict:
     rates = [measure_ingest(senders, steps_per_sender, image_size) for _ in range(repeats)]
+    memory = Path("/dev/shm")
+    memory_rates = (
+        [measure_ingest(senders, steps_per_sender, image_size, str(memory)) for _ in range(repeats)]
+        if memory.is_dir()
+        else []
+    )
     push_ms = measure_weight_push(actors, weights_mb, pushes, image_size)
     send_ms = measure_send_overhead(send_steps, send_hz, image_size)
     return {
         "ingest_steps_per_s": round(statistics.median(rates), 1),
         "ingest_runs_steps_per_s": [round(r, 1) for r in rates],
+        # The same with the journal in memory (tmpfs): the learner without the disk under it.
+        "ingest_memory_journal_steps_per_s": round(statistics.median(memory_rates), 1)
+        if memory_rates
+        else None,
+        "journal_mb_per_step": round(
+            (2 * image_size * image_size * 3 + 4 * (STATE_DIM + ACTION_DIM)) / 2**20, 3
+        ),
         "ingest_senders": senders,
         "image_shape": [image_size, image_size, 3],
         "cameras": len(CAMERAS),

@@ -202,9 +202,14 @@ class LearnerServer:
         received = []
         while len(received) < self.config.batch_messages:
             try:
-                received.append(socket.recv_multipart(zmq.NOBLOCK, copy=False))
+                frame = socket.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
+            frames = [frame]
+            while frame.more:  # the frame knows; recv_multipart asks the socket per frame (slower)
+                frame = socket.recv(copy=False)
+                frames.append(frame)
+            received.append(frames)
         replies: list[tuple[bytes, list]] = []
         with self.ingest.lock:
             for frames in received:
