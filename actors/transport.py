@@ -194,7 +194,14 @@ class ActorTransport:
         """Spool each new record; send it straight away when nothing older is waiting."""
         while self._outbox:
             seq, frames = self._outbox.popleft()
-            self.spool.put(seq, frames)
+            try:
+                self.spool.put(seq, frames)
+            except OSError as error:  # a full or failing disk: keep streaming, say so now and then
+                self.spool.refused += 1
+                if self.spool.refused & (self.spool.refused - 1) == 0:
+                    _log.warning(
+                        "spool: cannot write record %d (%s); %d not spooled", seq, error, self.spool.refused
+                    )
             in_order = self._cursor.get(self.session, -1) == seq - 1 and self._caught_up()
             if self._connected and in_order and self._try_send(socket, frames):
                 self._cursor[self.session] = seq

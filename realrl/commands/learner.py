@@ -107,8 +107,30 @@ class LearnerRun(Trainer):
     def run(self, stop: threading.Event | None = None, on_ready=None) -> dict:
         """Serve and learn until `steps` env steps arrived or `stop` is set (SIGINT/SIGTERM); then
         checkpoint. `on_ready(endpoint)` runs once the socket is bound (to start local actors)."""
-        c, stop = self.config, stop or threading.Event()
         endpoint = self.server.start()
+        try:
+            finished = self._serve_and_learn(stop or threading.Event(), endpoint, on_ready)
+        except BaseException:
+            self.server.stop("learner stopping")  # the actors keep their steps and wait for a restart
+            raise
+        self.env_steps = self.ingest.steps_stored  # the actors' last records, stored while finishing
+        self.save_checkpoint()
+        self.server.stop("done" if finished else "learner stopping")
+        self.journal.close()
+        self.tensorboard.close()
+        evals = [r for r in self.rows if "eval_return" in r]
+        return {
+            "out": str(self.out),
+            **self.counters(),
+            "endpoint": endpoint,
+            "final_success_rate": evals[-1]["success_rate"] if evals else None,
+            "final_eval_return": evals[-1]["eval_return"] if evals else None,
+            "actors": self.ingest.state_dict()["actors"],  # cumulative counters
+        }
+
+    def _serve_and_learn(self, stop: threading.Event, endpoint: str, on_ready) -> bool:
+        """The loop; True when `steps` env steps arrived (training finished)."""
+        c = self.config
         self.publish_weights()
         if on_ready is not None:
             on_ready(endpoint)
@@ -149,21 +171,8 @@ class LearnerRun(Trainer):
             if finished:
                 self._evaluate(log, bar)
                 self._finish_actors()
-        self.env_steps = self.ingest.steps_stored  # the actors' last records, stored while finishing
         bar.close()
-        self.save_checkpoint()
-        self.server.stop("done" if finished else "learner stopping")
-        self.journal.close()
-        self.tensorboard.close()
-        evals = [r for r in self.rows if "eval_return" in r]
-        return {
-            "out": str(self.out),
-            **self.counters(),
-            "endpoint": endpoint,
-            "final_success_rate": evals[-1]["success_rate"] if evals else None,
-            "final_eval_return": evals[-1]["eval_return"] if evals else None,
-            "actors": self.ingest.state_dict()["actors"],  # cumulative counters
-        }
+        return finished
 
     def _cadences(self) -> dict[str, int]:
         c = self.config
@@ -209,6 +218,7 @@ class LearnerRun(Trainer):
         self._published = (self.updates, time.monotonic())
 
     def log_training(self, metrics, update_clock) -> dict:
+        self.episodes = sum(stats.episodes for stats in list(self.ingest.actors.values()))
         row = super().log_training(metrics, update_clock)
         elapsed = time.monotonic() - update_clock[0]
         with self.ingest.lock:
