@@ -85,6 +85,11 @@ def cmd_learner(args: argparse.Namespace) -> None:
     from realrl.config import dataclass_from_args
 
     config = dataclass_from_args(TrainConfig, args)
+    if config.actors:
+        raise ValueError(
+            "--actors starts local actors under `realrl train`; `realrl learner` serves actors "
+            "started elsewhere with `realrl actor`"
+        )
     server = dataclass_from_args(ServerConfig, args)
     run = LearnerRun(config, args.out, server, resume=args.resume, progress=not args.json)
     with stop_on_signals() as stop:
