@@ -66,7 +66,6 @@ class ActorTransport:
         self.learner_done = threading.Event()  # the learner said training is over
         self.error: str | None = None
         self.acked_through = -1  # of this session
-        self.sent = 0
         self._outbox: collections.deque = collections.deque()
         self._weights: tuple[int, dict[str, np.ndarray]] | None = None
         self._weights_lock = threading.Lock()
@@ -89,10 +88,6 @@ class ActorTransport:
         with self._weights_lock:
             weights, self._weights = self._weights, None
         return weights
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
 
     def close(self, wait_s: float = 10.0, last_seq: int = -1) -> None:
         """Wait (at most `wait_s`) until every record through `last_seq` is acked, then say bye."""
@@ -226,7 +221,6 @@ class ActorTransport:
     def _try_send(self, socket: zmq.Socket, frames: list) -> bool:
         try:
             socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
-            self.sent += 1
             return True
         except zmq.Again:
             return False

@@ -11,6 +11,7 @@ Each figure is a median over repeats (throughput) or a p99 over all samples (lat
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import statistics
 import tempfile
@@ -43,19 +44,36 @@ def _record(actor: str, session: str, seq: int, image_size: int, frames: dict):
     )  # fmt: skip
 
 
-def _server(directory: Path, image_size: int, capacity: int):
+@contextlib.contextmanager
+def _serving(image_size: int, capacity: int, journal_root: str | None = None):
+    """A started LearnerServer over a fresh replay and journal in a temp dir (under `journal_root`);
+    yields (server, ingest, endpoint, temp dir), stopped and cleaned up afterwards."""
     from learner.configs import ServerConfig
     from learner.ingest import Ingest
     from learner.journal import Journal
     from learner.replay import ReplayBuffer
     from learner.server import LearnerServer
 
-    spec = _spec(image_size)
-    buffer = ReplayBuffer(capacity, STATE_DIM, ACTION_DIM, spec.image_shapes)
-    ingest = Ingest(spec, buffer, Journal(directory / "journal"))
-    welcome = {"task": "bench", "obs": "pixels", "agent": {}, "random_steps": 0}
-    server = LearnerServer(ServerConfig(bind="tcp://127.0.0.1:*", heartbeat_s=0.5), ingest, welcome)
-    return server, ingest
+    with tempfile.TemporaryDirectory(prefix="realrl-bench-", dir=journal_root) as tmp:
+        spec = _spec(image_size)
+        buffer = ReplayBuffer(capacity, STATE_DIM, ACTION_DIM, spec.image_shapes)
+        ingest = Ingest(spec, buffer, Journal(Path(tmp) / "journal"))
+        welcome = {"task": "bench", "obs": "pixels", "agent": {}, "random_steps": 0}
+        server = LearnerServer(ServerConfig(bind="tcp://127.0.0.1:*", heartbeat_s=0.5), ingest, welcome)
+        endpoint = server.start()
+        try:
+            yield server, ingest, endpoint, Path(tmp)
+        finally:
+            server.stop()
+            ingest.journal.close()
+
+
+def _start_processes(target, args_per_process: list[tuple]) -> list:
+    spawn = multiprocessing.get_context("spawn")
+    processes = [spawn.Process(target=target, args=args) for args in args_per_process]
+    for process in processes:
+        process.start()
+    return processes
 
 
 # -- ingest ----------------------------------------------------------------------------------------
@@ -88,17 +106,10 @@ def measure_ingest(
 ) -> float:
     """Steps/s stored. The journal goes under `journal_root` (default: the temp dir, on disk);
     /dev/shm takes the disk out of the measurement."""
-    spawn = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="realrl-bench-", dir=journal_root) as tmp:
-        server, ingest = _server(Path(tmp), image_size, capacity=4 * EPISODE * senders + 8)
-        endpoint = server.start()
-        go = spawn.Event()
-        processes = [
-            spawn.Process(target=_sender, args=(endpoint, f"bench-{k}", steps_per_sender, image_size, go))
-            for k in range(senders)
-        ]
-        for process in processes:
-            process.start()
+    with _serving(image_size, 4 * EPISODE * senders + 8, journal_root) as (_, ingest, endpoint, _):
+        go = multiprocessing.get_context("spawn").Event()
+        args = [(endpoint, f"bench-{k}", steps_per_sender, image_size, go) for k in range(senders)]
+        processes = _start_processes(_sender, args)
         while len(ingest.actors) < senders:  # every sender said hello and is ready
             time.sleep(0.01)
         time.sleep(1.0)  # encoding done: only the sending is timed
@@ -112,8 +123,6 @@ def measure_ingest(
         elapsed = time.perf_counter() - first_time
         for process in processes:
             process.join()
-        server.stop()
-        ingest.journal.close()
     return (total - first_count) / elapsed
 
 
@@ -141,22 +150,15 @@ def _weights_receiver(endpoint: str, actor: str, pushes: int, out, image_size: i
 def measure_weight_push(actors: int, megabytes: float, pushes: int, image_size: int) -> list[float]:
     from realrl.wire import pack_weights
 
-    spawn = multiprocessing.get_context("spawn")
     rng = np.random.default_rng(0)
     per_tensor = 256 * 1024  # 1 MB float32 tensors, like a policy's big layers
     tensors = {
         f"layer{k}.weight": rng.standard_normal(per_tensor).astype(np.float32) for k in range(int(megabytes))
     }
-    with tempfile.TemporaryDirectory(prefix="realrl-bench-") as tmp:
-        server, ingest = _server(Path(tmp), image_size, capacity=16)
-        endpoint = server.start()
-        queue = spawn.Queue()
-        processes = [
-            spawn.Process(target=_weights_receiver, args=(endpoint, f"w{k}", pushes, queue, image_size))
-            for k in range(actors)
-        ]
-        for process in processes:
-            process.start()
+    with _serving(image_size, capacity=16) as (server, _, endpoint, _):
+        queue = multiprocessing.get_context("spawn").Queue()
+        args = [(endpoint, f"w{k}", pushes, queue, image_size) for k in range(actors)]
+        processes = _start_processes(_weights_receiver, args)
         while len(server.connections) < actors:
             time.sleep(0.01)
         published = {}
@@ -168,8 +170,6 @@ def measure_weight_push(actors: int, megabytes: float, pushes: int, image_size: 
         arrivals = [queue.get(timeout=60) for _ in processes]
         for process in processes:
             process.join()
-        server.stop()
-        ingest.journal.close()
     return [(when - published[v]) * 1000 for arrival in arrivals for v, when in arrival.items()]
 
 
@@ -181,14 +181,10 @@ def measure_send_overhead(steps: int, hz: float, image_size: int) -> list[float]
 
     rng = np.random.default_rng(0)
     frames = {name: rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8) for name in CAMERAS}
-    with tempfile.TemporaryDirectory(prefix="realrl-bench-") as tmp:
-        server, ingest = _server(Path(tmp), image_size, capacity=steps + steps // EPISODE + 8)
-        endpoint = server.start()
+    with _serving(image_size, steps + steps // EPISODE + 8) as (_, ingest, endpoint, tmp):
         session = uuid.uuid4().hex[:12]
         hello = {"spec": _spec(image_size).to_json()}
-        transport = ActorTransport(
-            TransportConfig(learner=endpoint), "bench", session, Path(tmp) / "spool", hello
-        )
+        transport = ActorTransport(TransportConfig(learner=endpoint), "bench", session, tmp / "spool", hello)
         transport.start()
         transport.welcomed.wait(30)
         costs, next_tick = [], time.perf_counter()
@@ -201,8 +197,6 @@ def measure_send_overhead(steps: int, hz: float, image_size: int) -> list[float]
             time.sleep(max(0.0, next_tick - time.perf_counter()))
         transport.close(wait_s=30, last_seq=steps - 1)
         stored = ingest.steps_stored
-        server.stop()
-        ingest.journal.close()
     if stored != steps:
         raise RuntimeError(f"send-overhead run stored {stored} of {steps} steps")
     return costs

@@ -248,7 +248,6 @@ class Ingest:
         open_offsets = [s.fragment[0][0] for s in self.streams.values() if s.fragment]
         return {
             "journal_start": min(open_offsets, default=self.journal.end),
-            "journal_end": self.journal.end,
             "steps_stored": self.steps_stored,
             "streams": [
                 [s.index, s.actor, s.session, s.last_seq, s.stored_through]

@@ -114,6 +114,16 @@ class Journal:
             self._start = self.end
             self._fd = self._open(self._start)
 
+    def clear(self) -> None:
+        """Forget every record (a fresh run in this directory), as ReplayLog.clear does."""
+        self.flush()
+        with self._fd_lock, self._changed:
+            os.close(self._fd)
+            for _, path in self.files():
+                path.unlink()
+            self._start = self.end = self.written = 0
+            self._fd = self._open(0)
+
     def close(self) -> None:
         self.sync()
         with self._changed:

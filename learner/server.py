@@ -16,7 +16,7 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,7 +39,6 @@ class Connection:
     session: str
     last_heard: float
     weights_version: int = -1  # newest version sent to it
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def is_loopback(endpoint: str) -> bool:

@@ -81,7 +81,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_learner(args: argparse.Namespace) -> None:
     from learner.configs import ServerConfig, TrainConfig
-    from realrl.commands.learner import LearnerRun, stop_on_signals
+    from realrl.commands.learner import LearnerRun
+    from realrl.commands.signals import stop_on_signals
     from realrl.config import dataclass_from_args
 
     config = dataclass_from_args(TrainConfig, args)
@@ -100,7 +101,7 @@ def cmd_learner(args: argparse.Namespace) -> None:
 def cmd_actor(args: argparse.Namespace) -> None:
     from actors.actor import Actor
     from actors.config import ActorConfig
-    from realrl.commands.learner import stop_on_signals
+    from realrl.commands.signals import stop_on_signals
     from realrl.config import dataclass_from_args
 
     actor = Actor(dataclass_from_args(ActorConfig, args))

@@ -10,14 +10,10 @@ stores every acked step exactly once."""
 from __future__ import annotations
 
 import json
-import logging
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +23,10 @@ from learner.configs import ServerConfig, TrainConfig
 from learner.ingest import Ingest
 from learner.journal import Journal
 from learner.server import LearnerServer
+from realrl.commands.signals import stop_on_signals
 from realrl.commands.train import Trainer, evaluate, plot_learning_curve
 from realrl.config import to_dict
 from realrl.wire import RecordSpec, pack_weights
-
-_log = logging.getLogger(__name__)
 
 
 class LearnerRun(Trainer):
@@ -57,12 +52,8 @@ class LearnerRun(Trainer):
         self.ingest = Ingest(spec, self.online_buffer, self.journal)
         if resume:
             self._replay_journal()
-        elif self.journal.files():
-            for _, path in self.journal.files():  # a fresh run here: nothing to keep
-                path.unlink()
-            self.journal = self.ingest.journal = Journal(
-                self.out / "replay" / "journal", server.fsync_journal
-            )
+        else:
+            self.journal.clear()  # records of a run that died before its first checkpoint
         self.env_steps = self.ingest.steps_stored
         welcome = {
             "task": self.config.task,
@@ -233,27 +224,6 @@ class LearnerRun(Trainer):
             row["train_episode_return"] = float(np.mean([r for r, _ in finished]))
             row["train_success_rate"] = float(np.mean([s for _, s in finished]))
         return row
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGINT/SIGTERM (the first one; a second SIGINT interrupts as usual)."""
-    stop = threading.Event()
-    previous = {}
-
-    def handler(signum, frame):
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        _log.warning("%s: finishing (checkpoint, then exit)", signal.Signals(signum).name)
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous[signum] = signal.signal(signum, handler)
-    try:
-        yield stop
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 def actor_command(config: TrainConfig, endpoint: str, index: int, out: Path) -> list[str]:
