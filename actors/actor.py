@@ -19,7 +19,7 @@ import numpy as np
 from actors.config import ActorConfig
 from actors.transport import ActorTransport
 from envs import DiscreteGripper, make_env, resolve_task_id
-from realrl.wire import RecordSpec, StepRecord, encode_step
+from formats.wire import RecordSpec, StepRecord, encode_step
 
 _log = logging.getLogger(__name__)
 
@@ -106,9 +106,9 @@ class Actor:
     def _build_policy(self, welcome: dict[str, Any]) -> None:
         import torch
 
+        from formats.config import from_dict
         from learner.configs import SACConfig
         from learner.hybrid import make_agent
-        from realrl.config import from_dict
 
         torch.set_num_threads(self.config.threads)
         # The learner's weights replace every parameter: no pretrained download here.

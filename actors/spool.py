@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from realrl.wire import WireError, pack_frames, unpack_frames
+from formats.wire import WireError, pack_frames, unpack_frames
 
 _log = logging.getLogger(__name__)
 _RECORD = re.compile(r"^(\d{12})\.rec$")

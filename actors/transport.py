@@ -23,7 +23,7 @@ import zmq.auth
 
 from actors.config import TransportConfig
 from actors.spool import Spool
-from realrl.wire import Limits, WireError, decode, encode, unpack_weights
+from formats.wire import Limits, WireError, decode, encode, unpack_weights
 
 _log = logging.getLogger(__name__)
 _RESEND_BUDGET = 64  # spooled records sent per loop turn while catching up

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from benchmarks.timing import peak_memory_mb, synchronize, timed_rate
+from formats.episodes import Episode
 from learner.configs import SACConfig
 from learner.replay import MixedSampler, ReplayBuffer
 from learner.sac import SACAgent
-from realrl.episodes import Episode
 
 EPISODE_STEPS = 100
 

@@ -26,13 +26,13 @@ STATE_DIM, ACTION_DIM, EPISODE = 32, 7, 100
 
 
 def _spec(image_size: int):
-    from realrl.wire import RecordSpec
+    from formats.wire import RecordSpec
 
     return RecordSpec(STATE_DIM, ACTION_DIM, {name: (image_size, image_size, 3) for name in CAMERAS})
 
 
 def _record(actor: str, session: str, seq: int, image_size: int, frames: dict):
-    from realrl.wire import StepRecord
+    from formats.wire import StepRecord
 
     t = seq % EPISODE
     done = t == EPISODE - 1
@@ -80,7 +80,7 @@ def _start_processes(target, args_per_process: list[tuple]) -> list:
 def _sender(endpoint: str, actor: str, steps: int, image_size: int, go) -> None:
     import zmq
 
-    from realrl.wire import encode, encode_step
+    from formats.wire import encode, encode_step
 
     rng = np.random.default_rng(0)
     frames = {name: rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8) for name in CAMERAS}
@@ -148,7 +148,7 @@ def _weights_receiver(endpoint: str, actor: str, pushes: int, out, image_size: i
 
 
 def measure_weight_push(actors: int, megabytes: float, pushes: int, image_size: int) -> list[float]:
-    from realrl.wire import pack_weights
+    from formats.wire import pack_weights
 
     rng = np.random.default_rng(0)
     per_tensor = 256 * 1024  # 1 MB float32 tensors, like a policy's big layers
@@ -177,7 +177,7 @@ def measure_weight_push(actors: int, megabytes: float, pushes: int, image_size: 
 def measure_send_overhead(steps: int, hz: float, image_size: int) -> list[float]:
     from actors.config import TransportConfig
     from actors.transport import ActorTransport
-    from realrl.wire import encode_step
+    from formats.wire import encode_step
 
     rng = np.random.default_rng(0)
     frames = {name: rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8) for name in CAMERAS}

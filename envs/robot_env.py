@@ -11,8 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.tasks import TASKS, Task
-from robot import Pose, Robot, RobotState
-from sim.scenes import TCP_DOWN_QUAT
+from robot import TCP_DOWN_QUAT, Pose, Robot, RobotState
 
 # Proprioception in `state`: TCP position (3), TCP linear velocity (3), gripper width (1).
 PROPRIO_DIM = 7

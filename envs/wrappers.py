@@ -10,8 +10,9 @@ from typing import Any, SupportsFloat
 
 import cv2
 import gymnasium as gym
-import mujoco
 import numpy as np
+
+from robot import rotate_by_quat
 
 StepResult = tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]
 CropBounds = tuple[int, int, int, int]  # top, bottom, left, right (pixels, end exclusive)
@@ -301,8 +302,7 @@ def tool_to_base_action(action: np.ndarray, tcp_quat: np.ndarray) -> np.ndarray:
     if action.shape != (4,):
         raise ValueError(f"action must have shape (4,), got {action.shape}")
     quat = np.asarray(tcp_quat, dtype=np.float64)
-    delta = np.zeros(3)
-    mujoco.mju_rotVecQuat(delta, np.ascontiguousarray(action[:3]), quat / np.linalg.norm(quat))
+    delta = rotate_by_quat(action[:3], quat / np.linalg.norm(quat))
     return np.append(np.clip(delta, -1.0, 1.0), action[3]).astype(np.float32)
 
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from formats.episodes import Episode
+from formats.wire import Limits, RecordSpec, StepRecord, WireError, decode, parse_step
 from learner.journal import Journal
 from learner.replay import ReplayBuffer
-from realrl.episodes import Episode
-from realrl.wire import Limits, RecordSpec, StepRecord, WireError, decode, parse_step
 
 _log = logging.getLogger(__name__)
 _SEQ_BITS = 40  # record id = stream index << 40 | seq: a million streams of 10^12 steps each

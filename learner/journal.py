@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from realrl.wire import frame_table, unpack_frames
+from formats.wire import frame_table, unpack_frames
 
 _log = logging.getLogger(__name__)
 _FILE = re.compile(r"^journal_(\d{16})\.log$")

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from formats.episodes import Episode, iter_episodes, read_manifest
 from learner.batch import Batch
-from realrl.episodes import Episode, iter_episodes, read_manifest
 
 _log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
+from formats.files import atomic_write
 from learner.replay import ReplayBuffer
-from realrl.config import atomic_write
 
 _SEGMENT = re.compile(r"^segment_(\d{12})_(\d{12})\.pt$")
 

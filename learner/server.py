@@ -3,7 +3,7 @@ greets actors, ingests their step records (journal, dedup, episodes: learner.ing
 durable, exchanges heartbeats, and pushes versioned policy weights. The training loop never touches
 the socket: it publishes weights here and reads counters.
 
-Every message is checked by realrl.wire; a bad one is counted under its reason and logged, and the
+Every message is checked by formats.wire; a bad one is counted under its reason and logged, and the
 server goes on serving everyone else. With CURVE keys the socket is encrypted and a ZAP handler lets
 in only actors whose public key is in the allow-list directory; a stranger's handshake fails, so it
 can neither send a step nor receive a byte of weights. Without keys the default bind is loopback."""
@@ -25,9 +25,9 @@ import numpy as np
 import zmq
 import zmq.auth
 
+from formats.wire import Limits, WireError, decode, encode
 from learner.configs import ServerConfig
 from learner.ingest import Ingest
-from realrl.wire import Limits, WireError, decode, encode
 
 _log = logging.getLogger(__name__)
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}

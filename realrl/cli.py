@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from realrl.episodes import EpisodeFormatError
+from formats.episodes import EpisodeFormatError
 
 SOURCES = ("scripted",)  # teleop sources arrive with the interventions work
 
@@ -50,7 +50,7 @@ def cmd_demos_record(args: argparse.Namespace) -> None:
 
 
 def cmd_demos_info(args: argparse.Namespace) -> None:
-    from realrl.episodes import iter_episodes, summarize
+    from formats.episodes import iter_episodes, summarize
 
     summary = summarize(args.directory)
     if args.verify:
@@ -65,9 +65,9 @@ def cmd_demos_sheet(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from formats.config import dataclass_from_args
     from learner.configs import TrainConfig
     from realrl.commands.train import Trainer
-    from realrl.config import dataclass_from_args
 
     config = dataclass_from_args(TrainConfig, args)
     if config.actors > 0:
@@ -80,10 +80,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_learner(args: argparse.Namespace) -> None:
+    from formats.config import dataclass_from_args
     from learner.configs import ServerConfig, TrainConfig
     from realrl.commands.learner import LearnerRun
     from realrl.commands.signals import stop_on_signals
-    from realrl.config import dataclass_from_args
 
     config = dataclass_from_args(TrainConfig, args)
     if config.actors:
@@ -101,8 +101,8 @@ def cmd_learner(args: argparse.Namespace) -> None:
 def cmd_actor(args: argparse.Namespace) -> None:
     from actors.actor import Actor
     from actors.config import ActorConfig
+    from formats.config import dataclass_from_args
     from realrl.commands.signals import stop_on_signals
-    from realrl.config import dataclass_from_args
 
     actor = Actor(dataclass_from_args(ActorConfig, args))
     with stop_on_signals() as stop:
@@ -223,8 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run directory")
     train.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/latest")
     train.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+    from formats.config import add_dataclass_arguments
     from learner.configs import TrainConfig
-    from realrl.config import add_dataclass_arguments
 
     add_dataclass_arguments(train, TrainConfig)
     train.set_defaults(handler=cmd_train)

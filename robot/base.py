@@ -23,6 +23,17 @@ class Pose:
         object.__setattr__(self, "quat", np.array(self.quat, dtype=np.float64).reshape(4))
 
 
+# The tool pointing straight down (w, x, y, z): the orientation every task holds the TCP in.
+TCP_DOWN_QUAT = np.array([0.0, 1.0, 0.0, 0.0])
+
+
+def rotate_by_quat(vector: np.ndarray, quat: np.ndarray) -> np.ndarray:
+    """`vector` (3,) rotated by the unit quaternion `quat` (w, x, y, z): v' = v + 2w(u x v) + 2u x (u x v)."""
+    w, u = quat[0], np.asarray(quat[1:], dtype=np.float64)
+    cross = np.cross(u, vector)
+    return np.asarray(vector, dtype=np.float64) + 2.0 * w * cross + 2.0 * np.cross(u, cross)
+
+
 @dataclass(frozen=True)
 class RobotState:
     """One proprioceptive reading of the arm."""

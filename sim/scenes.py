@@ -9,7 +9,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from robot import Pose
+from robot import TCP_DOWN_QUAT, Pose
 from sim.kinematics import ARM_JOINTS, solve_ik
 
 ARM_SCENE_XML = Path(__file__).parent / "assets" / "panda_scene.xml"
@@ -18,7 +18,6 @@ ARM_SCENE_XML = Path(__file__).parent / "assets" / "panda_scene.xml"
 HOME_QPOS = np.array([0.0, -0.1849, 0.0, -2.4968, 0.0, 2.3119, 0.7854])
 HOME_TCP_POS = np.array([0.45, 0.0, 0.25])
 # TCP pointing straight down (180 degrees about x): the orientation every task holds.
-TCP_DOWN_QUAT = np.array([0.0, 1.0, 0.0, 0.0])
 GRIPPER_MAX_WIDTH = 0.08
 HOLE_RGBA = "0.2 0.45 0.8 1"
 

@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from envs import make_env, resolve_task_id
-from realrl.episodes import Episode, EpisodeBuilder, EpisodeWriter, iter_episodes, summarize
+from formats.episodes import Episode, EpisodeBuilder, EpisodeWriter, iter_episodes, summarize
 from sim import SimRobot, make_expert
 
 

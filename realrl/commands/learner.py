@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from formats.config import to_dict
+from formats.wire import RecordSpec, pack_weights
 from learner.configs import ServerConfig, TrainConfig
 from learner.ingest import Ingest
 from learner.journal import Journal
 from learner.server import LearnerServer
 from realrl.commands.signals import stop_on_signals
 from realrl.commands.train import Trainer, evaluate, plot_learning_curve
-from realrl.config import to_dict
-from realrl.wire import RecordSpec, pack_weights
 
 
 class LearnerRun(Trainer):

@@ -21,13 +21,14 @@ import torch
 from tqdm import tqdm
 
 from envs import DiscreteGripper, make_env, make_gymnasium_env, resolve_task_id, tristate_gripper_commands
+from formats.config import load_config, save_config
+from formats.episodes import Episode, read_manifest
+from formats.files import atomic_write
 from learner.configs import TrainConfig
 from learner.hybrid import make_agent
 from learner.replay import MixedSampler, ReplayBuffer
 from learner.replay_log import ReplayLog
 from learner.sac import SACAgent
-from realrl.config import atomic_write, load_config, save_config
-from realrl.episodes import Episode, read_manifest
 
 _log = logging.getLogger(__name__)
 

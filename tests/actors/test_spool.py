@@ -4,7 +4,7 @@ new records instead of blocking, leftovers of a killed write go, damaged records
 import numpy as np
 
 from actors.spool import Spool
-from realrl.wire import decode, encode
+from formats.wire import decode, encode
 
 
 def record(seq: int):

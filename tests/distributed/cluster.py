@@ -109,10 +109,10 @@ def latest_row(out: Path) -> dict:
 def stored_steps(out: Path) -> dict[tuple[str, str], list[int]]:
     """Resume the run the way `realrl learner --resume` does (checkpoint + journal) and list, per
     (actor, session), the seq of every step record in the replay buffer, in slot order."""
+    from formats.config import load_config
     from learner.configs import ServerConfig, TrainConfig
     from learner.ingest import split_record_id
     from realrl.commands.learner import LearnerRun
-    from realrl.config import load_config
 
     run = LearnerRun(
         load_config(TrainConfig, out / "config.json"), out, ServerConfig(), resume=True, progress=False

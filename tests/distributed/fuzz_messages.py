@@ -7,7 +7,7 @@ import json
 import numpy as np
 import zmq
 
-from realrl.wire import StepRecord, encode, encode_step
+from formats.wire import StepRecord, encode, encode_step
 
 
 def _header(**fields) -> bytes:

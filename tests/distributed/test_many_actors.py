@@ -9,12 +9,12 @@ import numpy as np
 
 from actors.config import TransportConfig
 from actors.transport import ActorTransport
+from formats.wire import RecordSpec, StepRecord, encode_step, pack_weights
 from learner.configs import ServerConfig
 from learner.ingest import Ingest, split_record_id
 from learner.journal import Journal
 from learner.replay import ReplayBuffer
 from learner.server import LearnerServer
-from realrl.wire import RecordSpec, StepRecord, encode_step, pack_weights
 
 SPEC = RecordSpec(4, 2, {"front": (8, 8, 3)})
 EPISODE = 7

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from formats.wire import RecordSpec, StepRecord, decode, encode_step
 from learner.ingest import Ingest, split_record_id
 from learner.journal import Journal
 from learner.replay import ReplayBuffer
-from realrl.wire import RecordSpec, StepRecord, decode, encode_step
 
 SPEC = RecordSpec(state_dim=3, action_dim=2, image_shapes={"front": (4, 4, 3)})
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from formats.episodes import Episode, EpisodeWriter
 from learner.replay import MixedSampler, ReplayBuffer
-from realrl.episodes import Episode, EpisodeWriter
 
 
 def obs(value: float, state_dim: int = 1, images: dict | None = None) -> dict:

@@ -236,7 +236,7 @@ def test_policy_weights_over_the_wire_make_an_actor_side_agent_act_identically(c
     """What the learner pushes (policy + encoder, packed into one frame) is all an actor process
     needs: after loading it, its deterministic actions equal the learner's; a mismatched model is
     refused by name."""
-    from realrl.wire import decode, encode, pack_weights, unpack_weights
+    from formats.wire import decode, encode, pack_weights, unpack_weights
 
     learner = SACAgent(small_config(), 6, 3, cameras=cameras, image_size=24, seed=1)
     for i in range(5):  # move the weights away from their initialisation

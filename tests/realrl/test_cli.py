@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
+from formats.episodes import iter_episodes
 from realrl.cli import build_parser, main
-from realrl.episodes import iter_episodes
 
 
 def run_json(capsys, argv):

@@ -2,10 +2,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from robot import Pose
+from robot import TCP_DOWN_QUAT, Pose
 from sim import DomainRandomization, SimRobot, SimRobotConfig
 from sim.kinematics import ARM_JOINTS
-from sim.scenes import TCP_DOWN_QUAT
 
 # Franka Emika's published joint limits (rad).
 PANDA_LIMITS = [

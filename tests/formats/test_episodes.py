@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from realrl.episodes import (
+from formats.episodes import (
     Episode,
     EpisodeFormatError,
     EpisodeWriter,

@@ -8,7 +8,7 @@ from typing import Literal, Optional, Union
 
 import pytest
 
-from realrl.config import (
+from formats.config import (
     add_dataclass_arguments,
     dataclass_from_args,
     from_dict,

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from realrl.wire import PROTOCOL_VERSION, Limits, WireError, decode, encode
+from formats.wire import PROTOCOL_VERSION, Limits, WireError, decode, encode
 
 
 def step_arrays(rng):
@@ -149,7 +149,7 @@ def test_encode_refuses_what_cannot_travel():
 
 
 def test_step_records_round_trip_and_bad_ones_name_the_field():
-    from realrl.wire import RecordSpec, StepRecord, encode_step, parse_step
+    from formats.wire import RecordSpec, StepRecord, encode_step, parse_step
 
     spec = RecordSpec(3, 2, {"front": (4, 4, 3)})
     rng = np.random.default_rng(0)
@@ -187,7 +187,7 @@ def test_step_records_round_trip_and_bad_ones_name_the_field():
 
 
 def test_weights_pack_into_one_frame_and_a_lying_manifest_is_refused():
-    from realrl.wire import pack_weights, unpack_weights
+    from formats.wire import pack_weights, unpack_weights
 
     tensors = {
         "encoder.w": np.arange(6, dtype=np.float32).reshape(2, 3),

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import dataclasses
 import functools
 import inspect
@@ -30,7 +29,9 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union
+
+from formats.files import atomic_write
 
 __all__ = [
     "add_dataclass_arguments",
@@ -432,28 +433,6 @@ def _scalar_from_json(kind: type, value: Any, where: str) -> Any:
     if type(value) is not kind:  # exact: True is not an int here, 1.0 is not an int
         raise ValueError(f"{where}: expected {kind.__name__}, got {value!r}")
     return value
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
-    """Write a file atomically: `write(f)` fills a temp file, which is fsynced and renamed over
-    `path`, then the directory is fsynced. A crash leaves the old file or the new one, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def save_config(obj: object, path: str | os.PathLike[str]) -> None:

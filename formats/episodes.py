@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from realrl.config import atomic_write
+from formats.files import atomic_write
 
 FORMAT = "realrl-episodes"
 VERSION = 1
