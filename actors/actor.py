@@ -1,7 +1,9 @@
 """`realrl actor`: the process on the robot PC. It steps the env (sim twin or real robot) with the
-newest policy the learner sent, turns each step into a step record and hands it to the transport
-thread, so the control loop never waits for the network. Weights are swapped in between steps and
-every record names the policy version that chose its action."""
+newest policy the learner sent, run through the actor's composition (actors.composition), turns each
+step into a step record and hands it to the transport thread, so the control loop never waits for
+the network. It builds and loads only a policy (policies/), never critics or optimisers. Weights
+are swapped in between steps and every record names the policy version that chose its action and
+the stage that produced it."""
 
 from __future__ import annotations
 
@@ -10,28 +12,19 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from actors.composition import ActionPipeline
 from actors.config import ActorConfig
+from actors.specs import policy_spec, record_spec
 from actors.transport import ActorTransport
 from envs import DiscreteGripper, make_env, resolve_task_id
-from formats.wire import RecordSpec, StepRecord, encode_step
+from formats.wire import StepRecord, encode_step
 
 _log = logging.getLogger(__name__)
-
-
-def record_spec(env) -> RecordSpec:
-    spaces = env.observation_space
-    images = spaces["images"].spaces if "images" in spaces.spaces else {}
-    return RecordSpec(
-        state_dim=spaces["state"].shape[0],
-        action_dim=env.action_space.shape[0],
-        image_shapes={name: tuple(space.shape) for name, space in images.items()},
-    )
 
 
 class Actor:
@@ -54,7 +47,8 @@ class Actor:
         self.transport = ActorTransport(config.transport(), self.actor_id, self.session, spool, hello)
         self.steps = 0
         self.policy_version = -1
-        self.agent = None
+        self.policy = None
+        self.pipeline: ActionPipeline | None = None
 
     def run(self, stop: threading.Event) -> dict[str, Any]:
         """Act until `stop` is set, the learner says training is over, or `max_steps`; then wait
@@ -104,35 +98,29 @@ class Actor:
         return False
 
     def _build_policy(self, welcome: dict[str, Any]) -> None:
+        """The policy the learner trains (kind, spec, config from its welcome), fresh weights until
+        the first push arrives; uniform random actions for the learner's `random_steps` first."""
         import torch
 
-        from formats.config import from_dict
-        from learner.configs import SACConfig
-        from learner.hybrid import make_agent
+        from policies import build_policy
+        from policies.random import RandomPolicy
 
         torch.set_num_threads(self.config.threads)
-        # The learner's weights replace every parameter: no pretrained download here.
-        agent_config = replace(from_dict(SACConfig, welcome["agent"]), pretrained_encoder=False)
-        if agent_config.hybrid_gripper:
+        self.policy = build_policy(welcome["policy"], device="cpu", seed=self.config.seed)
+        self.policy.spec.check(policy_spec(self.env), "the learner's policy does not fit this env")
+        if self.policy.discrete_gripper:
             self.env = DiscreteGripper(self.env)
-        self.agent = make_agent(
-            agent_config,
-            self.spec.state_dim,
-            self.spec.action_dim,
-            tuple(self.spec.image_shapes),
-            self.config.image_size,
-            "cpu",
-            self.config.seed,
+        explore = RandomPolicy(self.policy.spec, seed=self.config.seed)
+        self.pipeline = ActionPipeline(
+            self.policy, explore=explore, explore_steps=int(welcome.get("random_steps", 0))
         )
-        self.random_steps = int(welcome.get("random_steps", 0))
-        self.env.action_space.seed(self.config.seed)
 
     def _swap_weights(self) -> bool:
         weights = self.transport.take_weights()
         if weights is None:
             return False
         self.policy_version, tensors = weights
-        self.agent.load_policy_state_dict(tensors)
+        self.policy.load_weights(tensors)
         return True
 
     def _act(self, stop: threading.Event) -> None:
@@ -140,16 +128,14 @@ class Actor:
         period = 1.0 / c.control_hz if c.control_hz else 0.0
         episode = t = 0
         obs, _ = self.env.reset(seed=c.seed * 1_000_003 + episode)
+        self.pipeline.reset()
         next_tick = time.monotonic()
         while not (stop.is_set() or self.transport.learner_done.is_set()):
             if c.max_steps and self.steps >= c.max_steps:
                 break
             self._swap_weights()  # step boundary: never mid-step
-            if self.steps < self.random_steps:
-                action = self.env.action_space.sample().astype(np.float32)
-            else:
-                action = self.agent.act(obs)
-            next_obs, reward, terminated, truncated, info = self.env.step(action)
+            decision = self.pipeline.act(obs)
+            next_obs, reward, terminated, truncated, info = self.env.step(decision.action)
             record = StepRecord(
                 actor=self.actor_id,
                 session=self.session,
@@ -158,14 +144,16 @@ class Actor:
                 t=t,
                 state=np.asarray(obs["state"], dtype=np.float32),
                 images=dict(obs.get("images", {})),
-                action=np.asarray(action, dtype=np.float32),
+                action=decision.action,
                 reward=float(reward),
                 terminated=bool(terminated),
                 truncated=bool(truncated),
                 success=bool(info.get("success", False)),
-                intervened=bool(info.get("intervened", False)),
+                intervened=decision.intervened or bool(info.get("intervened", False)),
                 safety_margin=float(info.get("safety_margin", float("inf"))),
                 policy_version=self.policy_version,
+                action_source=decision.source,
+                filter_delta=decision.filter_delta,
                 final_state=np.asarray(next_obs["state"], dtype=np.float32),
                 final_images=dict(next_obs.get("images", {})),
             )
@@ -176,6 +164,7 @@ class Actor:
             if terminated or truncated:
                 episode, t = episode + 1, 0
                 obs, _ = self.env.reset(seed=c.seed * 1_000_003 + episode)
+                self.pipeline.reset()
             if period:
                 next_tick += period
                 time.sleep(max(0.0, next_tick - time.monotonic()))

@@ -13,7 +13,8 @@ from benchmarks.timing import peak_memory_mb, synchronize, timed_rate
 from formats.episodes import Episode
 from learner.configs import SACConfig
 from learner.replay import MixedSampler, ReplayBuffer
-from learner.sac import SACAgent
+from learner.sac import SACAlgorithm
+from policies import PolicySpec
 
 EPISODE_STEPS = 100
 
@@ -93,15 +94,8 @@ def run(
         encoder=encoder,
         pretrained_encoder=False,  # same architecture and cost; no download needed
     )
-    agent = SACAgent(
-        config,
-        state_dim,
-        action_dim,
-        tuple(f"cam{i}" for i in range(cameras)),
-        image_size,
-        torch_device,
-        seed,
-    )
+    spec = PolicySpec(state_dim, action_dim, tuple(f"cam{i}" for i in range(cameras)), image_size)
+    agent = SACAlgorithm(config, spec, torch_device, seed)
     # Pixel buffers stay on the CPU (like a learner whose replay outgrows the GPU) unless on CUDA.
     sampler = filled_sampler(state_dim, action_dim, cameras, image_size, transitions, torch_device, seed)
 

@@ -11,7 +11,6 @@ from envs.wrappers import (
     ImageTransform,
     RelativeFrameActions,
     VideoRecorder,
-    tristate_gripper_commands,
 )
 
 register_tasks()
@@ -29,6 +28,5 @@ __all__ = [
     "make_env",
     "make_gymnasium_env",
     "register_tasks",
-    "tristate_gripper_commands",
     "resolve_task_id",
 ]

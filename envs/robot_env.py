@@ -68,6 +68,24 @@ class RobotEnv(gym.Env):
         )
         return SimRobot(config)
 
+    def scripted_expert(self, noise: float = 0.0, seed: int | None = None):
+        """The twin's scripted expert for this task: a callable () -> action that reads the
+        privileged sim state (exact object poses). Only a sim twin has one."""
+        from sim import SimRobot, make_expert
+
+        if not isinstance(self.robot, SimRobot):
+            raise ValueError("a scripted expert needs the sim twin (it reads privileged sim state)")
+        expert = make_expert(self.task.spec.twin, self.task.spec.action_scale, noise=noise, seed=seed)
+        robot = self.robot
+
+        class Expert:
+            reset = expert.reset
+
+            def __call__(self):
+                return expert.act(robot.get_state(), robot.get_object_poses())
+
+        return Expert()
+
     # -- gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)

@@ -283,15 +283,6 @@ def next_gripper_state(closed: bool, command: float) -> bool:
     return closed
 
 
-def tristate_gripper_commands(commands: np.ndarray) -> np.ndarray:
-    """An episode's continuous gripper commands (> 0 close) -> tri-state ones for the hybrid agent:
-    +1 where the gripper closes, -1 where it opens, 0 where it keeps its state (the episode starts
-    open). Lets demos recorded with a continuous gripper train the discrete gripper critic."""
-    closed = np.asarray(commands, dtype=np.float32) > 0
-    before = np.concatenate([[False], closed[:-1]])
-    return np.where(closed == before, 0.0, np.where(closed, 1.0, -1.0)).astype(np.float32)
-
-
 def tool_to_base_action(action: np.ndarray, tcp_quat: np.ndarray) -> np.ndarray:
     """Rotate the translation of a tool-frame action into the base frame with `tcp_quat` (w, x, y, z)
     and clip each component back to [-1, 1]; the gripper command passes through unchanged.

@@ -299,6 +299,8 @@ class StepRecord:
     intervened: bool = False
     safety_margin: float = math.inf
     policy_version: int = -1
+    action_source: str = "policy"  # the stage that produced the executed action (ACTION_SOURCES)
+    filter_delta: float = 0.0  # how far the safety filter moved the action (L2 norm, action units)
     final_state: np.ndarray | None = None
     final_images: dict[str, np.ndarray] | None = None
 
@@ -308,6 +310,9 @@ class StepRecord:
 
 
 _RECORD_INTS = ("seq", "episode", "t", "policy_version")
+# Which stage of the actor's composition (base -> residual -> operator -> safety filter) produced
+# the executed action: the policy (base or residual), a human operator, or the safety filter.
+ACTION_SOURCES = ("policy", "operator", "filter")
 _RECORD_BOOLS = ("terminated", "truncated", "success", "intervened")
 
 
@@ -327,6 +332,8 @@ def encode_step(record: StepRecord, *, image_codec: str = "raw") -> list[bytes |
         **{name: bool(getattr(record, name)) for name in _RECORD_BOOLS},
         "reward": float(record.reward),
         "safety_margin": None if math.isinf(record.safety_margin) else float(record.safety_margin),
+        "action_source": record.action_source,
+        "filter_delta": float(record.filter_delta),
     }
     return encode("step", fields, arrays, image_codec=image_codec)
 
@@ -350,6 +357,11 @@ def parse_step(message: Message, spec: RecordSpec) -> StepRecord:
         raise WireError("bad_record", f"reward must be a finite number, got {str(reward)[:30]}")
     if margin is not None and not _is_finite_number(margin):
         raise WireError("bad_record", "safety_margin must be a finite number or null")
+    source, delta = header.get("action_source", "policy"), header.get("filter_delta", 0.0)
+    if source not in ACTION_SOURCES:
+        raise WireError("bad_record", f"action_source must be one of {ACTION_SOURCES}: {str(source)[:20]}")
+    if not _is_finite_number(delta) or delta < 0:
+        raise WireError("bad_record", f"filter_delta must be a finite number >= 0, got {str(delta)[:30]}")
     done = header["terminated"] or header["truncated"]
     expected = _record_arrays(spec, final=done)
     if set(arrays) != set(expected):
@@ -369,6 +381,8 @@ def parse_step(message: Message, spec: RecordSpec) -> StepRecord:
         action=arrays["action"],
         reward=float(reward),
         safety_margin=math.inf if margin is None else float(margin),
+        action_source=source,
+        filter_delta=float(delta),
         final_state=arrays["final.state"] if done else None,
         final_images={name: arrays[f"final.image.{name}"] for name in cameras} if done else None,
     )

@@ -52,8 +52,6 @@ class SACConfig:
     normalize_state: bool = True
     """Standardise the state vector with the demos' mean/std (or the first online data without
     demos), fitted once before the first update and saved with the weights."""
-    hybrid_gripper: bool = False
-    """HIL-SERL: the last action dim is a discrete gripper (open/stay/close) with a double-DQN critic."""
     gripper_toggle_penalty: float = 0.02
     """Hybrid agent: subtracted from the gripper critic's reward per open or close command."""
     gripper_epsilon: float = 0.1
@@ -62,6 +60,9 @@ class SACConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    algorithm: Literal["sac", "hybrid-gripper"] = "sac"
+    """What learns (learner.algorithms): RLPD SAC, or HIL-SERL's hybrid agent, whose last action dim
+    is a discrete gripper (open/stay/close) with a double-DQN critic. Both take --agent.* flags."""
     task: str = "PickCube"
     """Task id (realrl/PickCube-v0) or short name (PickCube)."""
     env: str | None = None
@@ -76,7 +77,11 @@ class TrainConfig:
     seed: int = 0
     """Seed of the env, the networks and the replay sampling."""
     utd: int = 1
-    """Critic updates per env step (RLPD uses up to 20; each costs a full critic step)."""
+    """Update-to-data ratio: critic updates per env step (RLPD uses up to 20; each costs a full critic
+    step). The throttle: the learner never runs ahead of it, and makes every update it owes."""
+    critic_actor_ratio: int | None = None
+    """Critic updates per actor + temperature update (SERL 4, HIL-SERL 2); none means --utd (RLPD:
+    one actor update per env step)."""
     batch_size: int = 256
     """Transitions per critic update (half demos, half online by default)."""
     demo_fraction: float = 0.5

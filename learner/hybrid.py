@@ -1,4 +1,4 @@
-"""HIL-SERL's hybrid agent: SAC for the continuous end-effector dims plus a discrete gripper critic.
+"""HIL-SERL's hybrid algorithm: SAC for the continuous end-effector dims plus a discrete gripper critic.
 
 The last action dim is a tri-state gripper command: -1 open, 0 stay (hold the previous command),
 +1 close (envs.DiscreteGripper executes it). A continuous policy makes a grasp a threshold it keeps
@@ -10,19 +10,29 @@ double-DQN target: the online gripper critic picks the next action, its target n
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
 
+from formats.episodes import Episode
 from learner.batch import Batch
 from learner.configs import SACConfig
-from learner.networks import mlp
-from learner.sac import SACAgent, guarded_step, make_adam
+from learner.sac import SACAlgorithm, guarded_step, make_adam
+from policies import PolicySpec
+from policies.configs import HybridGripperPolicyConfig
+from policies.sac import GRIPPER_COMMANDS, HybridGripperPolicy, make_gripper_critic
 
-# Discrete gripper choices in index order and the command each sends.
-GRIPPER_COMMANDS = (-1.0, 0.0, 1.0)  # open, stay, close
-STAY = 1
+STAY = 1  # index of "stay" in GRIPPER_COMMANDS
+
+
+def tristate_gripper_commands(commands: np.ndarray) -> np.ndarray:
+    """An episode's continuous gripper commands (> 0 close) -> tri-state ones for the hybrid agent:
+    +1 where the gripper closes, -1 where it opens, 0 where it keeps its state (the episode starts
+    open). Lets demos recorded with a continuous gripper train the discrete gripper critic."""
+    closed = np.asarray(commands, dtype=np.float32) > 0
+    before = np.concatenate([[False], closed[:-1]])
+    return np.where(closed == before, 0.0, np.where(closed, 1.0, -1.0)).astype(np.float32)
 
 
 def gripper_index(command: torch.Tensor) -> torch.Tensor:
@@ -59,29 +69,52 @@ def gripper_loss(q: torch.Tensor, index: torch.Tensor, target: torch.Tensor) -> 
     return ((q.gather(1, index.unsqueeze(1)).squeeze(1) - target) ** 2).mean()
 
 
-class HybridAgent(SACAgent):
-    """SACAgent over the first `action_dim - 1` dims plus the discrete gripper critic."""
+class HybridGripperAlgorithm(SACAlgorithm):
+    """SAC over the first `action_dim - 1` dims plus the discrete gripper critic (which lives in the
+    policy: acting needs it to pick the gripper command)."""
+
+    name = "hybrid-gripper"
+    policy_class = HybridGripperPolicy
 
     def __init__(
-        self,
-        config: SACConfig,
-        state_dim: int,
-        action_dim: int,
-        cameras: tuple[str, ...] = (),
-        image_size: int = 128,
-        device: str | torch.device = "cpu",
-        seed: int = 0,
+        self, config: SACConfig, spec: PolicySpec, device: str | torch.device = "cpu", seed: int = 0
     ) -> None:
-        if action_dim < 2:
-            raise ValueError(f"the hybrid agent needs >= 1 continuous dim and the gripper, got {action_dim}")
-        super().__init__(config, state_dim, action_dim - 1, cameras, image_size, device, seed)
-        self.action_dim = action_dim
-        self.gripper_critic = mlp(
-            self.encoder.output_dim, config.hidden, len(GRIPPER_COMMANDS), layer_norm=config.critic_layer_norm
-        ).to(self.device)
+        if spec.action_dim < 2:
+            raise ValueError(
+                f"the hybrid agent needs >= 1 continuous dim and the gripper, got {spec.action_dim}"
+            )
+        super().__init__(config, spec, device, seed)
         self.target_gripper_critic = copy.deepcopy(self.gripper_critic).requires_grad_(False)
         self.gripper_params = list(self.gripper_critic.parameters())
         self.gripper_optimizer = make_adam(self.gripper_params, config.critic_lr)
+
+    @staticmethod
+    def continuous_action_dim(spec: PolicySpec) -> int:
+        return spec.action_dim - 1
+
+    @staticmethod
+    def policy_config(config: SACConfig) -> HybridGripperPolicyConfig:
+        return HybridGripperPolicyConfig(
+            **asdict(SACAlgorithm.policy_config(config)),
+            gripper_hidden=config.hidden,
+            gripper_layer_norm=config.critic_layer_norm,
+            gripper_epsilon=config.gripper_epsilon,
+        )
+
+    def make_policy(self, spec, policy_config, encoder, actor, seed: int) -> HybridGripperPolicy:
+        gripper_critic = make_gripper_critic(encoder.output_dim, policy_config)
+        return HybridGripperPolicy(spec, policy_config, encoder, actor, gripper_critic, seed, self.device)
+
+    @classmethod
+    def relabel_demo(cls, episode: Episode) -> Episode:
+        """Demo gripper commands as the tri-state choices the gripper critic learns from."""
+        action = episode.action.copy()
+        action[:, -1] = tristate_gripper_commands(action[:, -1])
+        return replace(episode, action=action)
+
+    @property
+    def gripper_critic(self):
+        return self.policy.gripper_critic
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -121,30 +154,3 @@ class HybridAgent(SACAgent):
             list(self.gripper_critic.parameters()),
             self.config.tau,
         )
-
-    @torch.no_grad()
-    def act(self, obs: dict, deterministic: bool = False) -> np.ndarray:
-        """Continuous dims from the actor; the gripper command is the critic's argmax, or (when
-        exploring) a uniform choice with probability `gripper_epsilon`."""
-        features = self._observation_features(obs)
-        action, _ = self.actor(features, deterministic=deterministic, generator=self.act_generator)
-        choice = self.gripper_critic(features).argmax(dim=1)
-        if not deterministic:
-            draws = torch.rand(2, generator=self.act_generator, device=self.device)
-            random_choice = (draws[1] * len(GRIPPER_COMMANDS)).long().clamp(max=len(GRIPPER_COMMANDS) - 1)
-            choice = torch.where(draws[0] < self.config.gripper_epsilon, random_choice, choice)
-        command = choice.float() - 1.0  # index 0, 1, 2 -> -1, 0, +1 (GRIPPER_COMMANDS)
-        return torch.cat([action[0], command]).cpu().numpy().astype(np.float32)
-
-    def policy_state_dict(self) -> dict[str, torch.Tensor]:
-        """The actor process also needs the gripper critic: it picks the gripper command."""
-        return {
-            **super().policy_state_dict(),
-            **{f"gripper_critic.{k}": v for k, v in self.gripper_critic.state_dict().items()},
-        }
-
-
-def make_agent(config: SACConfig, state_dim: int, action_dim: int, *args, **kwargs) -> SACAgent:
-    """The agent the config names: RLPD SAC, or the hybrid one with the discrete gripper critic."""
-    agent_class = HybridAgent if config.hybrid_gripper else SACAgent
-    return agent_class(config, state_dim, action_dim, *args, **kwargs)

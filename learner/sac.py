@@ -1,5 +1,7 @@
-"""RLPD soft actor-critic, state or pixels. Losses are small named functions (testable without an
-optimiser); `SACAgent.update` only chains critic -> actor -> temperature updates.
+"""RLPD soft actor-critic, state or pixels: the algorithm around a `policies.GaussianPolicy`. The
+policy owns what acting needs (encoder, actor); `SACAlgorithm` owns the critics, the targets, the
+temperature, the optimisers and the update. Losses are small named functions (testable without an
+optimiser); `SACAlgorithm.update` only chains critic -> actor -> temperature updates.
 
 RLPD facts (DESIGN.md): ensemble of 10 critics with LayerNorm, target = min over a random subset
 of 2, actor loss on the mean over all critics, UTD critic updates per actor/temperature update,
@@ -10,17 +12,18 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from formats.episodes import Episode
 from learner.augment import random_shift
 from learner.batch import Batch
 from learner.configs import SACConfig
-from learner.encoders import ObservationEncoder, native_bf16, to_float_nchw
-from learner.networks import TanhGaussianActor, make_critic
+from learner.critics import make_critic
+from policies import PolicySpec
+from policies.configs import GaussianPolicyConfig
+from policies.sac import GaussianPolicy, make_actor, make_encoder, stack_images
 
 # `realrl bench learner` on CPU (E=10, B=256, 256x2, fused Adam): 1 thread loop 50 ms vs vectorised
 # 53 ms per update, 2 threads 35 vs 34 ms (a tie). CUDA: vectorised, as batched matmuls fill the GPU.
@@ -89,43 +92,39 @@ def guarded_step(optimizer: torch.optim.Adam, params: list[nn.Parameter], grads,
     return found_inf[0] == 0
 
 
-class SACAgent(nn.Module):
+class SACAlgorithm(nn.Module):
+    """RLPD SAC: trains `self.policy` (a GaussianPolicy) with an ensemble of critics."""
+
+    name = "sac"
+    policy_class = GaussianPolicy
+
     def __init__(
-        self,
-        config: SACConfig,
-        state_dim: int,
-        action_dim: int,
-        cameras: tuple[str, ...] = (),
-        image_size: int = 128,
-        device: str | torch.device = "cpu",
-        seed: int = 0,
+        self, config: SACConfig, spec: PolicySpec, device: str | torch.device = "cpu", seed: int = 0
     ) -> None:
         super().__init__()
-        self.config, self.cameras, self.action_dim = config, tuple(cameras), action_dim
+        self.config, self.spec = config, spec
+        self.cameras = spec.cameras
         self.device = torch.device(device)
         impl = config.critic_impl
         if impl == "auto":
             impl = PREFERRED_CRITIC_IMPL.get(self.device.type, "vectorized")
+        policy_config = self.policy_config(config)
+        continuous_dim = self.continuous_action_dim(spec)
         torch.manual_seed(seed)
-        self.encoder = ObservationEncoder(
-            state_dim,
-            self.cameras,
-            image_size,
-            config.encoder,
-            config.pretrained_encoder,
-            bf16=config.image_bf16 and native_bf16(self.device),
-        )
-        features = self.encoder.output_dim
+        # Built in this order (encoder, critic, actor) so one seed gives the same initial weights.
+        encoder = make_encoder(spec, policy_config, self.device)
+        features = encoder.output_dim
         self.critic = make_critic(
-            impl, features, action_dim, config.hidden, config.critics, config.critic_layer_norm
+            impl, features, continuous_dim, config.hidden, config.critics, config.critic_layer_norm
         )
-        self.actor = TanhGaussianActor(
-            features, action_dim, config.hidden, config.log_std_min, config.log_std_max
-        )
-        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        actor = make_actor(features, continuous_dim, policy_config)
+        self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_temperature)))
-        self.target_entropy = config.target_entropy if config.target_entropy is not None else -action_dim / 2
+        self.target_entropy = (
+            config.target_entropy if config.target_entropy is not None else -continuous_dim / 2
+        )
+        self.policy = self.make_policy(spec, policy_config, encoder, actor, seed)
         self.to(self.device)
         self.critic_params = [
             p for p in [*self.encoder.parameters(), *self.critic.parameters()] if p.requires_grad
@@ -135,11 +134,53 @@ class SACAgent(nn.Module):
         self.actor_optimizer = make_adam(self.actor_params, config.actor_lr)
         self.temperature_optimizer = make_adam([self.log_alpha], config.temperature_lr)
         self.generator = torch.Generator(self.device).manual_seed(seed)
-        self.act_generator = torch.Generator(self.device).manual_seed(seed + 1)
         self.subset_generator = torch.Generator().manual_seed(seed + 2)  # CPU: target-critic subsets
         self.nonfinite_streak = torch.zeros((), dtype=torch.long, device=self.device)
         self.nonfinite_total = torch.zeros((), dtype=torch.long, device=self.device)
         self._update_finite = torch.ones((), dtype=torch.bool, device=self.device)
+
+    @staticmethod
+    def continuous_action_dim(spec: PolicySpec) -> int:
+        return spec.action_dim
+
+    @staticmethod
+    def policy_config(config: SACConfig) -> GaussianPolicyConfig:
+        """The acting half of the flat `--agent.*` flags."""
+        return GaussianPolicyConfig(
+            hidden=config.hidden,
+            log_std_min=config.log_std_min,
+            log_std_max=config.log_std_max,
+            encoder=config.encoder,
+            pretrained_encoder=config.pretrained_encoder,
+            image_bf16=config.image_bf16,
+        )
+
+    def make_policy(self, spec, policy_config, encoder, actor, seed: int) -> GaussianPolicy:
+        return GaussianPolicy(spec, policy_config, encoder, actor, seed, self.device)
+
+    @classmethod
+    def relabel_demo(cls, episode: Episode) -> Episode:
+        """Demo actions as this algorithm stores them (SAC: as recorded)."""
+        return episode
+
+    @property
+    def encoder(self):
+        return self.policy.encoder
+
+    @property
+    def actor(self):
+        return self.policy.actor
+
+    def state_normalizer_fitted(self) -> bool:
+        return bool(self.encoder.normalizer_fitted)  # a host sync: call it once, not per update
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """Every random stream by name (checkpoints save and restore them all)."""
+        return {
+            "generator": self.generator,
+            "act_generator": self.policy.act_generator,
+            "subset_generator": self.subset_generator,
+        }
 
     def fit_state_normalizer(self, states: torch.Tensor) -> None:
         """Standardise the state with these samples' statistics, online and target encoder alike."""
@@ -155,7 +196,7 @@ class SACAgent(nn.Module):
         """uint8 {camera: (N, H, W, 3)} -> float (K, N, 3, H, W), DrQ-shifted per image if augment."""
         if not self.cameras:
             return None
-        stacked = to_float_nchw(torch.cat([images[c] for c in self.cameras]))
+        stacked = stack_images(images, self.cameras)
         if augment and self.config.image_pad:
             stacked = random_shift(stacked, self.config.image_pad, self.generator)
         return stacked.reshape(len(self.cameras), -1, *stacked.shape[1:])
@@ -249,19 +290,6 @@ class SACAgent(nn.Module):
         online = [*self.encoder.parameters(), *self.critic.parameters()]
         torch._foreach_lerp_(targets, online, self.config.tau)
 
-    # -- acting -----------------------------------------------------------------------------
-    @torch.no_grad()
-    def act(self, obs: dict, deterministic: bool = False) -> np.ndarray:
-        """One env observation (numpy) -> one action in [-1, 1] (numpy float32)."""
-        features = self._observation_features(obs)
-        action, _ = self.actor(features, deterministic=deterministic, generator=self.act_generator)
-        return action[0].cpu().numpy().astype(np.float32)
-
-    def _observation_features(self, obs: dict) -> torch.Tensor:
-        state = torch.as_tensor(obs["state"], device=self.device).unsqueeze(0)
-        images = {c: torch.as_tensor(obs["images"][c], device=self.device).unsqueeze(0) for c in self.cameras}
-        return self.encoder(state, self._images(images, augment=False))
-
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Every optimiser by name (checkpoints save and restore them all)."""
@@ -269,24 +297,4 @@ class SACAgent(nn.Module):
             "critic": self.critic_optimizer,
             "actor": self.actor_optimizer,
             "temperature": self.temperature_optimizer,
-        }
-
-    @torch.no_grad()
-    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
-        """Load what `policy_state_dict` gave (tensors or numpy arrays), e.g. on an actor process."""
-        own = self.policy_state_dict()
-        if set(state) != set(own):
-            missing, extra = sorted(set(own) - set(state))[:5], sorted(set(state) - set(own))[:5]
-            raise ValueError(f"policy weights do not fit this model: missing {missing}, unexpected {extra}")
-        for name, target in own.items():
-            value = torch.as_tensor(state[name])
-            if value.shape != target.shape:
-                raise ValueError(f"policy tensor {name}: shape {tuple(value.shape)} != {tuple(target.shape)}")
-            target.copy_(value)
-
-    def policy_state_dict(self) -> dict[str, torch.Tensor]:
-        """What an actor process needs: the encoder and the actor, never the critics."""
-        return {
-            **{f"encoder.{k}": v for k, v in self.encoder.state_dict().items()},
-            **{f"actor.{k}": v for k, v in self.actor.state_dict().items()},
         }

@@ -67,7 +67,7 @@ def cmd_demos_sheet(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from formats.config import dataclass_from_args
     from learner.configs import TrainConfig
-    from realrl.commands.train import Trainer
+    from realrl.commands.train import train
 
     config = dataclass_from_args(TrainConfig, args)
     if config.actors > 0:
@@ -75,26 +75,18 @@ def cmd_train(args: argparse.Namespace) -> None:
 
         summary = train_with_actors(config, args.out, resume=args.resume, progress=not args.json)
     else:
-        summary = Trainer(config, args.out, resume=args.resume, progress=not args.json).run()
+        summary = train(config, args.out, resume=args.resume, progress=not args.json)
     _print_result(summary, args.json)
 
 
 def cmd_learner(args: argparse.Namespace) -> None:
     from formats.config import dataclass_from_args
     from learner.configs import ServerConfig, TrainConfig
-    from realrl.commands.learner import LearnerRun
-    from realrl.commands.signals import stop_on_signals
+    from realrl.commands.learner import run_learner
 
     config = dataclass_from_args(TrainConfig, args)
-    if config.actors:
-        raise ValueError(
-            "--actors starts local actors under `realrl train`; `realrl learner` serves actors "
-            "started elsewhere with `realrl actor`"
-        )
     server = dataclass_from_args(ServerConfig, args)
-    run = LearnerRun(config, args.out, server, resume=args.resume, progress=not args.json)
-    with stop_on_signals() as stop:
-        summary = run.run(stop)
+    summary = run_learner(config, args.out, server, resume=args.resume, progress=not args.json)
     _print_result(summary, args.json)
 
 

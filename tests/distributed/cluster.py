@@ -112,13 +112,12 @@ def stored_steps(out: Path) -> dict[tuple[str, str], list[int]]:
     from formats.config import load_config
     from learner.configs import ServerConfig, TrainConfig
     from learner.ingest import split_record_id
-    from realrl.commands.learner import LearnerRun
+    from realrl.commands.train import build_loop
 
-    run = LearnerRun(
-        load_config(TrainConfig, out / "config.json"), out, ServerConfig(), resume=True, progress=False
-    )
-    buffer = run.online_buffer
-    streams = {s.index: (s.actor, s.session) for s in run.ingest.streams.values()}
+    config = load_config(TrainConfig, out / "config.json")
+    loop = build_loop(config, out, server=ServerConfig(), resume=True, progress=False)
+    buffer = loop.replay.online
+    streams = {s.index: (s.actor, s.session) for s in loop.source.ingest.streams.values()}
     written = min(buffer.written, buffer.capacity)
     order = [(buffer.written - written + k) % buffer.capacity for k in range(written)]
     found: dict[tuple[str, str], list[int]] = {}
@@ -126,6 +125,6 @@ def stored_steps(out: Path) -> dict[tuple[str, str], list[int]]:
         if record_id >= 0:
             index, seq = split_record_id(record_id)
             found.setdefault(streams[index], []).append(seq)
-    run.journal.close()
-    run.tensorboard.close()
+    loop.source.journal.close()
+    loop.metrics.close()
     return found

@@ -8,21 +8,28 @@ import numpy as np
 import pytest
 import torch
 
-from envs import DiscreteGripper, tristate_gripper_commands
+from envs import DiscreteGripper
+from learner.algorithms import make_algorithm
 from learner.batch import Batch
 from learner.hybrid import (
-    HybridAgent,
+    HybridGripperAlgorithm,
     gripper_index,
     gripper_loss,
     gripper_reward,
     gripper_target,
-    make_agent,
+    tristate_gripper_commands,
 )
-from learner.sac import SACAgent, SACConfig
+from learner.sac import SACAlgorithm, SACConfig
+from policies import PolicySpec, build_policy
+from policies.sac import HybridGripperPolicy
 
 
 def hybrid_config(**overrides) -> SACConfig:
-    return SACConfig(hidden=(32, 32), critics=4, hybrid_gripper=True, **overrides)
+    return SACConfig(hidden=(32, 32), critics=4, **overrides)
+
+
+def make_hybrid(config: SACConfig, state_dim: int, action_dim: int, seed: int = 0) -> HybridGripperAlgorithm:
+    return HybridGripperAlgorithm(config, PolicySpec(state_dim, action_dim), seed=seed)
 
 
 def batch_with_gripper(n=64, state_dim=6, seed=0, gripper=None) -> Batch:
@@ -102,9 +109,11 @@ def test_discrete_gripper_holds_the_previous_command():
 
 
 def test_hybrid_update_one_encoder_pass_and_continuous_dims():
-    agent = make_agent(hybrid_config(), 6, 4)
-    assert isinstance(agent, HybridAgent) and agent.actor.net[-1].out_features == 2 * 3
-    assert type(make_agent(SACConfig(hidden=(8,), critics=2), 6, 4)) is SACAgent
+    agent = make_algorithm("hybrid-gripper", hybrid_config(), PolicySpec(6, 4))
+    assert isinstance(agent, HybridGripperAlgorithm) and agent.actor.net[-1].out_features == 2 * 3
+    assert type(make_algorithm("sac", SACConfig(hidden=(8,), critics=2), PolicySpec(6, 4))) is SACAlgorithm
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        make_algorithm("hybrid_gripper", hybrid_config(), PolicySpec(6, 4))
     calls = []
     agent.encoder.register_forward_hook(lambda *_: calls.append(1))
     metrics = agent.update(batch_with_gripper(), utd=2)
@@ -112,21 +121,29 @@ def test_hybrid_update_one_encoder_pass_and_continuous_dims():
     assert {"critic_loss", "gripper_loss", "gripper_q_mean", "actor_loss"} <= set(metrics)
     assert all(torch.isfinite(v).all() for v in metrics.values())
     assert set(agent.optimizers) == {"critic", "actor", "temperature", "gripper"}
-    assert any(k.startswith("gripper_critic.") for k in agent.policy_state_dict())
-    action = agent.act({"state": np.zeros(6, np.float32)})
+    # The actor process's policy: encoder, actor and the gripper critic that picks the command.
+    policy = build_policy(agent.policy.describe())
+    assert isinstance(policy, HybridGripperPolicy) and policy.discrete_gripper
+    assert sorted({k.split(".")[0] for k in agent.policy.state_dict()}) == [
+        "actor",
+        "encoder",
+        "gripper_critic",
+    ]
+    policy.load_weights(agent.policy.state_dict())
+    action = policy.act({"state": np.zeros(6, np.float32)})
     assert action.shape == (4,) and action[-1] in (-1.0, 0.0, 1.0)
 
 
 def test_hybrid_agent_rejects_a_one_dim_action():
     with pytest.raises(ValueError, match="continuous"):
-        HybridAgent(hybrid_config(), 6, 1)
+        make_hybrid(hybrid_config(), 6, 1)
 
 
 def test_gripper_critic_learns_which_command_pays():
     """Reward 1 for closing, 0 otherwise, every transition terminal: Q(close) -> 1 - penalty, and
     the greedy command becomes close."""
     torch.manual_seed(0)
-    agent = HybridAgent(hybrid_config(gripper_toggle_penalty=0.02), 6, 4, seed=3)
+    agent = make_hybrid(hybrid_config(gripper_toggle_penalty=0.02), 6, 4, seed=3)
     commands = torch.tensor([-1.0, 0.0, 1.0]).repeat(43)[:128]
     batch = batch_with_gripper(n=128, gripper=commands, seed=1)
     batch = replace(batch, reward=(commands == 1).float(), terminated=torch.ones(128))
@@ -134,4 +151,4 @@ def test_gripper_critic_learns_which_command_pays():
         agent.update(batch)
     q = agent.gripper_critic(agent.encoder(batch.state)).mean(dim=0).detach()
     torch.testing.assert_close(q, torch.tensor([-0.02, 0.0, 0.98]), atol=0.05, rtol=0)
-    assert agent.act({"state": batch.state[0].numpy()}, deterministic=True)[-1] == 1.0
+    assert agent.policy.act({"state": batch.state[0].numpy()}, deterministic=True)[-1] == 1.0

@@ -5,8 +5,14 @@ import torch
 
 from learner.augment import random_shift
 from learner.batch import Batch
-from learner.networks import CriticEnsemble, LoopCriticEnsemble, TanhGaussianActor
-from learner.sac import SACAgent, SACConfig, actor_loss, critic_loss, critic_target, temperature_loss
+from learner.critics import CriticEnsemble, LoopCriticEnsemble
+from learner.sac import SACAlgorithm, SACConfig, actor_loss, critic_loss, critic_target, temperature_loss
+from policies import PolicySpec, build_policy
+from policies.networks import TanhGaussianActor
+
+
+def make_sac(config, state_dim, action_dim, cameras=(), image_size=24, seed=0) -> SACAlgorithm:
+    return SACAlgorithm(config, PolicySpec(state_dim, action_dim, tuple(cameras), image_size), seed=seed)
 
 
 def random_batch(n=32, state_dim=6, action_dim=3, cameras=(), size=24, seed=0) -> Batch:
@@ -149,7 +155,7 @@ def test_random_shift_is_a_crop_of_the_padded_image():
 
 # -- the agent --------------------------------------------------------------------------------------
 def test_actor_update_leaves_critic_untouched_and_vice_versa():
-    agent = SACAgent(small_config(), 6, 3)
+    agent = make_sac(small_config(), 6, 3)
     batch = random_batch()
     critic_before = [p.detach().clone() for p in agent.critic.parameters()]
     critic_grads = [p.grad for p in agent.critic.parameters()]
@@ -170,7 +176,7 @@ def test_actor_update_leaves_critic_untouched_and_vice_versa():
 
 
 def test_pixel_encoder_is_trained_by_the_critic_only():
-    agent = SACAgent(small_config(image_pad=2), 6, 3, cameras=("front", "wrist"), image_size=24)
+    agent = make_sac(small_config(image_pad=2), 6, 3, cameras=("front", "wrist"), image_size=24)
     batch = random_batch(n=8, cameras=("front", "wrist"))
     encoder_before = [p.detach().clone() for p in agent.encoder.parameters()]
     _, features = agent.update_critic(batch)
@@ -183,7 +189,7 @@ def test_pixel_encoder_is_trained_by_the_critic_only():
 
 
 def test_losses_stay_finite_with_nan_garbage_after_terminals():
-    agent = SACAgent(small_config(), 6, 3)
+    agent = make_sac(small_config(), 6, 3)
     batch = random_batch()
     batch.terminated[:5] = 1.0
     batch.next_state[:5] = float("nan")
@@ -193,7 +199,7 @@ def test_losses_stay_finite_with_nan_garbage_after_terminals():
 
 
 def test_nonfinite_loss_skips_the_update():
-    agent = SACAgent(small_config(), 6, 3)
+    agent = make_sac(small_config(), 6, 3)
     bad = random_batch()
     bad.reward[3] = float("nan")
     before = {k: v.clone() for k, v in agent.state_dict().items() if "critic" in k or "encoder" in k}
@@ -214,7 +220,7 @@ def test_nonfinite_loss_skips_the_update():
 @pytest.mark.parametrize("cameras", [(), ("front",)])
 def test_two_runs_with_one_seed_are_identical(cameras):
     def run():
-        agent = SACAgent(small_config(), 6, 3, cameras=cameras, image_size=24, seed=7)
+        agent = make_sac(small_config(), 6, 3, cameras=cameras, image_size=24, seed=7)
         losses = []
         for i in range(50 if not cameras else 10):
             metrics = agent.update(random_batch(n=16, cameras=cameras, seed=i), utd=2)
@@ -225,10 +231,11 @@ def test_two_runs_with_one_seed_are_identical(cameras):
 
 
 def test_act_is_bounded_and_policy_weights_exclude_critics():
-    agent = SACAgent(small_config(), 6, 3)
-    action = agent.act({"state": torch.randn(6).numpy()})
+    agent = make_sac(small_config(), 6, 3)
+    action = agent.policy.act({"state": torch.randn(6).numpy()})
     assert action.shape == (3,) and action.dtype.name == "float32" and abs(action).max() <= 1
-    assert not any(k.startswith(("critic", "target")) for k in agent.policy_state_dict())
+    assert not any(k.startswith(("critic", "target")) for k in agent.policy.state_dict())
+    assert sorted({k.split(".")[0] for k in agent.policy.state_dict()}) == ["actor", "encoder"]
 
 
 @pytest.mark.parametrize("cameras", [(), ("front",)])
@@ -238,30 +245,31 @@ def test_policy_weights_over_the_wire_make_an_actor_side_agent_act_identically(c
     refused by name."""
     from formats.wire import decode, encode, pack_weights, unpack_weights
 
-    learner = SACAgent(small_config(), 6, 3, cameras=cameras, image_size=24, seed=1)
+    learner = make_sac(small_config(), 6, 3, cameras=cameras, image_size=24, seed=1)
     for i in range(5):  # move the weights away from their initialisation
         learner.update(random_batch(n=16, cameras=cameras, seed=i))
     learner.fit_state_normalizer(torch.randn(100, 6) * 3 + 1)
-    tensors = {name: t.detach().cpu().numpy() for name, t in learner.policy_state_dict().items()}
+    tensors = {name: t.detach().cpu().numpy() for name, t in learner.policy.state_dict().items()}
     manifest, blob = pack_weights(tensors)
     message = decode(encode("weights", {"version": 5, "tensors": manifest}, {"blob": blob}))
-    actor = SACAgent(small_config(), 6, 3, cameras=cameras, image_size=24, seed=99)
-    actor.load_policy_state_dict(unpack_weights(message.header["tensors"], message.arrays["blob"]))
+    actor = build_policy(learner.policy.describe(), seed=99)  # what an actor process builds
+    assert type(actor) is type(learner.policy) and not hasattr(actor, "critic")
+    actor.load_weights(unpack_weights(message.header["tensors"], message.arrays["blob"]))
     generator = torch.Generator().manual_seed(0)
     for _ in range(5):
         obs = {"state": torch.randn(6, generator=generator).numpy()}
         if cameras:
             obs["images"] = {"front": torch.randint(0, 256, (24, 24, 3), dtype=torch.uint8).numpy()}
-        assert (actor.act(obs, deterministic=True) == learner.act(obs, deterministic=True)).all()
+        assert (actor.act(obs, deterministic=True) == learner.policy.act(obs, deterministic=True)).all()
     with pytest.raises(ValueError, match="missing"):
-        actor.load_policy_state_dict({k: v for k, v in tensors.items() if not k.startswith("actor.")})
-    wider = SACAgent(SACConfig(hidden=(64, 64), critics=4), 6, 3, cameras=cameras, image_size=24)
+        actor.load_weights({k: v for k, v in tensors.items() if not k.startswith("actor.")})
+    wider = make_sac(SACConfig(hidden=(64, 64), critics=4), 6, 3, cameras=cameras, image_size=24)
     with pytest.raises(ValueError, match="shape"):
-        wider.load_policy_state_dict(tensors)
+        wider.policy.load_weights(tensors)
 
 
 def test_state_normalizer_standardises_with_fitted_statistics():
-    agent = SACAgent(small_config(), 3, 2)
+    agent = make_sac(small_config(), 3, 2)
     states = torch.tensor([[1.0, 10.0, 5.0], [3.0, 30.0, 5.0], [5.0, 50.0, 5.0]])  # dim 2 is constant
     agent.fit_state_normalizer(states)
     torch.testing.assert_close(agent.encoder.state_mean, torch.tensor([3.0, 30.0, 5.0]))
@@ -271,14 +279,14 @@ def test_state_normalizer_standardises_with_fitted_statistics():
     torch.testing.assert_close(agent.target_encoder.state_std, agent.encoder.state_std)
     assert bool(agent.encoder.normalizer_fitted)
     # The statistics travel with the weights an actor receives and with checkpoints.
-    assert torch.equal(agent.policy_state_dict()["encoder.state_mean"], agent.encoder.state_mean)
-    other = SACAgent(small_config(), 3, 2, seed=5)
+    assert torch.equal(agent.policy.state_dict()["encoder.state_mean"], agent.encoder.state_mean)
+    other = make_sac(small_config(), 3, 2, seed=5)
     other.load_state_dict(agent.state_dict())
     assert torch.equal(other.encoder.state_std, agent.encoder.state_std)
 
 
 def test_conv_encoder_keeps_rlpd_resolution_for_larger_images():
-    from learner.encoders import ConvEncoder, conv_strides
+    from policies.encoders import ConvEncoder, conv_strides
 
     assert conv_strides(64) == conv_strides(84) == (2, 1, 1, 1)  # RLPD / DrQ
     assert conv_strides(128) == (2, 2, 1, 1) and conv_strides(256) == (2, 2, 2, 1)
@@ -288,7 +296,7 @@ def test_conv_encoder_keeps_rlpd_resolution_for_larger_images():
 
 
 def test_bf16_image_trunk_matches_float32_within_bf16_precision():
-    from learner.encoders import ObservationEncoder
+    from policies.encoders import ObservationEncoder
 
     torch.manual_seed(0)
     fp32 = ObservationEncoder(5, ("front", "wrist"), 32)

@@ -6,7 +6,7 @@ swing-up policy better than -400. The sim-twin learning results are benchmarks (
 import json
 
 from learner.configs import SACConfig, TrainConfig
-from realrl.commands.train import Trainer
+from realrl.commands.train import train
 
 
 def test_sac_learns_pendulum_swing_up(tmp_path):
@@ -30,7 +30,7 @@ def test_sac_learns_pendulum_swing_up(tmp_path):
             temperature_lr=1e-3,
         ),
     )
-    summary = Trainer(config, tmp_path / "run", progress=False).run()
+    summary = train(config, tmp_path / "run", progress=False)
     evals = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     returns = [row["eval_return"] for row in evals if "eval_return" in row]
     print("pendulum eval returns", returns)

@@ -1,3 +1,6 @@
+"""The training loop with the in-process actor (`realrl train --actors 0`), wired as the command
+does: the run directory, resume, the UTD schedule, checkpoints, metrics and TensorBoard."""
+
 import json
 import os
 from dataclasses import replace
@@ -6,11 +9,12 @@ import pytest
 import torch
 
 from learner.configs import SACConfig, TrainConfig
-from realrl.commands.train import Trainer
+from realrl.commands.train import build_loop
 
 
-def tiny_config(steps: int, **agent) -> TrainConfig:
+def tiny_config(steps: int, algorithm: str = "sac", **agent) -> TrainConfig:
     return TrainConfig(
+        algorithm=algorithm,
         task="PickCube",
         steps=steps,
         demo_episodes=2,
@@ -31,7 +35,7 @@ def read_rows(out):
 
 def test_train_writes_the_run_directory_and_resumes(tmp_path):
     out = tmp_path / "run"
-    trainer = Trainer(tiny_config(200), out, progress=False)
+    trainer = build_loop(tiny_config(200), out, progress=False)
     summary = trainer.run()
     assert summary["env_steps"] == 200 and summary["updates"] == 151  # updates from step 50 on, UTD 1
     rows = read_rows(out)
@@ -52,21 +56,21 @@ def test_train_writes_the_run_directory_and_resumes(tmp_path):
     assert (out / "demos" / "manifest.json").exists()
 
     # The state normaliser was fitted once, on the demos, before the first update.
-    demo_states = trainer.demo_buffer.stored_states()
-    torch.testing.assert_close(trainer.agent.encoder.state_mean, demo_states.mean(dim=0))
+    demo_states = trainer.replay.demo.stored_states()
+    torch.testing.assert_close(trainer.algorithm.encoder.state_mean, demo_states.mean(dim=0))
 
-    resumed = Trainer(tiny_config(300), out, resume=True, progress=False)
+    resumed = build_loop(tiny_config(300), out, resume=True, progress=False)
     assert (resumed.env_steps, resumed.updates) == (200, 151)
-    assert len(resumed.online_buffer) == 200  # every env step stored is one transition
+    assert len(resumed.replay.online) == 200  # every env step stored is one transition
     summary = resumed.run()
     assert summary["env_steps"] == 300 and summary["updates"] == 251
     steps = [r["env_steps"] for r in read_rows(out)]
     assert steps == sorted(steps) and steps[-1] == 300
 
 
-def test_actor_processes_are_not_available_yet(tmp_path):
+def test_the_in_process_actor_needs_actors_0(tmp_path):
     with pytest.raises(ValueError, match="--actors 0"):
-        Trainer(TrainConfig(actors=2), tmp_path)
+        build_loop(TrainConfig(actors=2), tmp_path)
 
 
 @pytest.mark.parametrize("hybrid", [False, True], ids=["sac", "hybrid"])
@@ -75,20 +79,20 @@ def test_resume_gives_the_same_next_updates_as_an_uninterrupted_run(tmp_path, hy
     from that checkpoint (as after a SIGKILL) must produce identical losses: networks, targets,
     optimisers, temperature, generators and the replay (restored from its incremental log)."""
     out = tmp_path / "run"
-    config = replace(tiny_config(120, hybrid_gripper=hybrid), checkpoint_every=60)
-    uninterrupted = Trainer(config, out, progress=False)
+    config = replace(tiny_config(120, "hybrid-gripper" if hybrid else "sac"), checkpoint_every=60)
+    uninterrupted = build_loop(config, out, progress=False)
     uninterrupted.run()
     expected = [uninterrupted.learn_step() for _ in range(10)]
     if hybrid:  # demos' gripper commands became tri-state choices: the expert closes once, then stays
-        labels = uninterrupted.demo_buffer.action[:, -1].unique().tolist()
+        labels = uninterrupted.replay.demo.action[:, -1].unique().tolist()
         assert labels == [0.0, 1.0]
-    resumed = Trainer(config, out, resume=True, progress=False)
+    resumed = build_loop(config, out, resume=True, progress=False)
     assert (resumed.env_steps, resumed.updates) == (120, 71)
     got = [resumed.learn_step() for _ in range(10)]
     for a, b in zip(expected, got, strict=True):
         assert {k: float(v) for k, v in a.items()} == {k: float(v) for k, v in b.items()}
-    for name, value in uninterrupted.agent.state_dict().items():
-        assert torch.equal(value, resumed.agent.state_dict()[name]), name
+    for name, value in uninterrupted.algorithm.state_dict().items():
+        assert torch.equal(value, resumed.algorithm.state_dict()[name]), name
     # The checkpoint holds no replay slots: they live in the log's segments. 60 steps + 1 start
     # obs, then slot 60 again (its step record came later) to 120 steps + 2 starts (the 100-step
     # time limit ended the first episode).
@@ -98,10 +102,10 @@ def test_resume_gives_the_same_next_updates_as_an_uninterrupted_run(tmp_path, hy
 
 def test_an_existing_run_needs_resume(tmp_path):
     out = tmp_path / "run"
-    Trainer(tiny_config(60), out, progress=False).run()
+    build_loop(tiny_config(60), out, progress=False).run()
     before = (out / "metrics.jsonl").read_text()
     with pytest.raises(ValueError, match="--resume"):
-        Trainer(tiny_config(60), out, progress=False)
+        build_loop(tiny_config(60), out, progress=False)
     assert (out / "metrics.jsonl").read_text() == before
 
 
@@ -109,7 +113,7 @@ def test_tensorboard_events_match_the_metrics_rows(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"
-    Trainer(tiny_config(100), out, progress=False).run()
+    build_loop(tiny_config(100), out, progress=False).run()
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
     rows = read_rows(out)
@@ -130,8 +134,8 @@ def test_gymnasium_env_trains_without_demos(tmp_path):
         learning_starts=60,
         checkpoint_every=120,
     )
-    trainer = Trainer(config, tmp_path / "run", progress=False)
-    assert trainer.random_steps == 60 and len(trainer.demo_buffer) == 0
+    trainer = build_loop(config, tmp_path / "run", progress=False)
+    assert trainer.source.explore_steps == 60 and len(trainer.replay.demo) == 0
     summary = trainer.run()
     assert not (tmp_path / "run" / "demos").exists()
     (row,) = [r for r in read_rows(tmp_path / "run") if "eval_return" in r]
@@ -139,12 +143,12 @@ def test_gymnasium_env_trains_without_demos(tmp_path):
     assert row["success_rate"] is None and -16.28 * 200 <= row["eval_return"] < 0
     assert summary["final_eval_return"] == row["eval_return"]
     with pytest.raises(ValueError, match="gymnasium:<ID>"):
-        Trainer(replace(config, env="Pendulum-v1"), tmp_path / "other", progress=False)
+        build_loop(replace(config, env="Pendulum-v1"), tmp_path / "other", progress=False)
 
 
 def test_replay_memory_estimate_and_device_choice():
+    from learner.loop import replay_bytes, resolve_replay_device
     from learner.replay import ReplayBuffer
-    from realrl.commands.train import replay_bytes, resolve_replay_device
 
     shapes = {"front": (16, 16, 3), "wrist": (16, 16, 3)}
     # Per slot: float32 state (14), action (4) and reward; 3 bool flags; int64 episode and record
@@ -157,14 +161,16 @@ def test_replay_memory_estimate_and_device_choice():
 
 
 def test_training_stops_after_consecutive_nonfinite_updates_with_good_weights(tmp_path, caplog):
-    from realrl.commands.train import TrainingError
+    from learner.loop import TrainingError
 
-    trainer = Trainer(replace(tiny_config(300), max_nonfinite_updates=10), tmp_path / "run", progress=False)
-    trainer.demo_buffer.reward[:] = float("nan")  # corrupt storage behind the buffer's checks
+    trainer = build_loop(
+        replace(tiny_config(300), max_nonfinite_updates=10), tmp_path / "run", progress=False
+    )
+    trainer.replay.demo.reward[:] = float("nan")  # corrupt storage behind the buffer's checks
     with pytest.raises(TrainingError, match="consecutive updates had NaN/inf losses"):
         trainer.run()
     # Updates start at step 50; the row at step 100 sees 51 skipped in a row and stops there.
     assert trainer.env_steps == 100
     assert "update(s) skipped for NaN/inf" in caplog.text
-    assert all(torch.isfinite(v).all() for v in trainer.agent.state_dict().values())
+    assert all(torch.isfinite(v).all() for v in trainer.algorithm.state_dict().values())
     assert os.readlink(tmp_path / "run" / "checkpoints" / "latest") == "step_000000100"

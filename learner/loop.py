@@ -1,0 +1,386 @@
+"""The one training loop. It pulls env steps from a step source (learner.sources: the in-process
+actor of `--actors 0`, or the learner server's ingest), updates on the UTD schedule, evaluates,
+checkpoints and logs, and does not know which source feeds it. The command layer wires the pieces.
+
+Schedule: after `learning_starts` env steps the loop owes `utd` critic updates per env step; each
+learn step makes `critic_actor_ratio` critic updates and one actor + temperature update. When the
+source delivers steps faster than the updates are made (sim actors at full speed), the loop keeps
+going after `steps` env steps arrived until it has made every update the schedule owes: a real
+robot's steps are the expensive resource, so none goes unlearned, and pacing the actors would tie
+their control rate to the learner's speed. On `stop` (SIGINT/SIGTERM) it stops the source (so
+everything acked is in the replay), checkpoints and writes a final row with the final counts."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from formats.config import load_config, save_config
+from formats.episodes import Episode, read_manifest
+from learner.checkpoints import Checkpoints
+from learner.configs import TrainConfig
+from learner.metrics import MetricsWriter
+from learner.replay import MixedSampler, ReplayBuffer
+from learner.replay_log import ReplayLog
+from learner.sac import SACAlgorithm
+from learner.sources import StepSource
+from policies import Policy
+
+_log = logging.getLogger(__name__)
+
+Evaluate = Callable[[Policy], dict[str, Any]]  # policy -> {"success_rate", "eval_return", ...}
+
+
+class TrainingError(RuntimeError):
+    """Training stopped on purpose (non-finite losses, bad data)."""
+
+
+# -- the run directory and the replay -------------------------------------------------------------
+def open_run(config: TrainConfig, out: Path, resume: bool) -> TrainConfig:
+    """The config this run trains with, saved as <out>/config.json. A run directory is never
+    overwritten without --resume; a resumed run keeps its saved config (and may train longer)."""
+    if not resume and ((out / "metrics.jsonl").exists() or (out / "checkpoints").exists()):
+        raise ValueError(f"{out} already holds a run: pass --resume to continue it, or a new --out")
+    if resume and (out / "config.json").exists():
+        saved = load_config(TrainConfig, out / "config.json")
+        config = replace(saved, steps=max(config.steps, saved.steps))
+    if config.keep_checkpoints < 1:
+        raise ValueError(f"--keep-checkpoints must be >= 1, got {config.keep_checkpoints}")
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.json")
+    return config
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def replay_bytes(capacity: int, state_dim: int, action_dim: int, image_shapes: dict) -> int:
+    """Bytes a ReplayBuffer of this shape allocates (float32 state/action/reward, uint8 frames, flags)."""
+    per_slot = 4 * (state_dim + action_dim + 1) + 3 + 16 + sum(int(np.prod(s)) for s in image_shapes.values())
+    return capacity * per_slot
+
+
+def resolve_replay_device(name: str, learner: torch.device, needed_bytes: int) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if learner.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(learner)
+        if needed_bytes < free / 2:
+            return learner
+    return torch.device("cpu")
+
+
+@dataclass
+class Replay:
+    """The demo buffer (demos, later interventions), the online buffer, the 50/50 sampler and the
+    online buffer's incremental on-disk log (checkpoints point into it)."""
+
+    demo: ReplayBuffer
+    online: ReplayBuffer
+    sampler: MixedSampler
+    log: ReplayLog
+
+    @property
+    def nbytes(self) -> int:
+        return self.online.nbytes + self.demo.nbytes
+
+
+def build_replay(
+    config: TrainConfig,
+    state_dim: int,
+    action_dim: int,
+    image_shapes: dict[str, tuple[int, ...]],
+    demo_dir: Path | None,
+    out: Path,
+    device: torch.device,
+    relabel_demo: Callable[[Episode], Episode] | None = None,
+) -> Replay:
+    needed = replay_bytes(config.buffer_capacity, state_dim, action_dim, image_shapes)
+    buffer_args = dict(
+        state_dim=state_dim,
+        action_dim=action_dim,
+        image_shapes=image_shapes,
+        device=resolve_replay_device(config.replay_device, device, needed),
+        n_step=config.n_step,
+        gamma=config.agent.gamma,
+    )
+    demo_slots = 2
+    if demo_dir is not None:
+        demo_slots += sum(e["length"] + 1 for e in read_manifest(demo_dir)["episodes"])
+    demo = ReplayBuffer(demo_slots, **buffer_args, seed=config.seed + 1)
+    if demo_dir is not None:
+        demo.load_demos(demo_dir, relabel_demo)
+    online = ReplayBuffer(config.buffer_capacity, **buffer_args, seed=config.seed + 2)
+    sampler = MixedSampler(demo, online, config.demo_fraction)
+    return Replay(demo, online, sampler, ReplayLog(out / "replay" / "online"))
+
+
+# -- the loop -----------------------------------------------------------------------------------------
+class TrainingLoop:
+    def __init__(
+        self,
+        config: TrainConfig,
+        out: Path,
+        algorithm: SACAlgorithm,
+        replay: Replay,
+        source: StepSource,
+        evaluate: Evaluate,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> None:
+        if config.critic_actor_ratio is not None and config.critic_actor_ratio < 1:
+            raise ValueError(f"--critic-actor-ratio must be >= 1, got {config.critic_actor_ratio}")
+        self.config, self.out, self.progress = config, out, progress
+        self.algorithm, self.replay, self.source, self.evaluate = algorithm, replay, source, evaluate
+        self.ratio = config.critic_actor_ratio or config.utd
+        self.checkpoints = Checkpoints(out / "checkpoints", config.keep_checkpoints)
+        self.updates = 0
+        self.start_wall = time.monotonic()
+        self._checkpointed_at = self._evaluated_at = -1
+        self._normalizer_checked = False
+        self._nonfinite_logged = 0
+        resume_at = None
+        if resume and self.checkpoints.exists():
+            resume_at = self._restore()
+        else:
+            self.replay.log.clear()  # segments of a run that died before its first checkpoint
+            if resume:
+                self.source.restore(None, None)
+            else:
+                self.source.fresh_start()
+        self.metrics = MetricsWriter(out, resume_at)
+
+    @property
+    def env_steps(self) -> int:
+        return self.source.env_steps
+
+    def counters(self) -> dict:
+        return {
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "wall_s": round(time.monotonic() - self.start_wall, 2),
+        }
+
+    def owed_updates(self) -> int:
+        """Critic updates the schedule owes: utd per env step from `learning_starts` on."""
+        c = self.config
+        if self.env_steps < c.learning_starts or len(self.replay.demo) + len(self.replay.online) == 0:
+            return 0
+        return max(0, c.utd * (self.env_steps - c.learning_starts + 1) - self.updates)
+
+    def _learn_steps_owed(self) -> int:
+        """Learn steps that pay what is owed now (each makes `ratio` critic updates)."""
+        return -(-self.owed_updates() // self.ratio)
+
+    def run(self, stop: threading.Event | None = None) -> dict:
+        """Train until `steps` env steps arrived and the updates they are owed are made, or `stop`."""
+        stop = stop or threading.Event()
+        try:
+            finished = self._train(stop)
+        except BaseException:
+            self.source.stop()  # actors keep their unacked steps and wait for a restart
+            self.source.close(finished=False)
+            self.metrics.close()
+            raise
+        self._finish(finished)
+        evals = self.metrics.evals()
+        rates = [r["success_rate"] for r in evals if r["success_rate"] is not None]
+        return {
+            "out": str(self.out),
+            **self.counters(),
+            "final_success_rate": evals[-1]["success_rate"] if evals else None,
+            "best_success_rate": max(rates, default=None),
+            "final_eval_return": evals[-1]["eval_return"] if evals else None,
+            **self.source.summary(),
+        }
+
+    def _train(self, stop: threading.Event) -> bool:
+        """The loop; True when `steps` env steps arrived (training finished), False on `stop`."""
+        c = self.config
+        self.source.start(self.algorithm.policy, self.updates)
+        marks = {name: self._next_mark(every) for name, every in self._cadences().items()}
+        metrics: dict[str, torch.Tensor] = {}
+        self._update_clock = (time.monotonic(), self.updates)
+        self._bar = tqdm(
+            total=c.steps, initial=self.env_steps, unit="step", desc="train", disable=not self.progress
+        )
+        try:
+            while not stop.is_set():
+                before = self.env_steps
+                if before < c.steps:
+                    self.source.collect(limit=c.steps, wait=self.owed_updates() == 0)
+                self._bar.update(self.env_steps - before)
+                for _ in range(self._learn_steps_owed()):
+                    metrics = self.learn_step()
+                    self.source.after_update(self.algorithm.policy, self.updates)
+                if self.env_steps >= marks["log"]:
+                    marks["log"] = self._next_mark(c.log_every)
+                    if metrics:
+                        self._log_training(metrics)
+                if self.env_steps >= marks["eval"]:
+                    marks["eval"] = self._next_mark(c.eval_every)
+                    self._evaluate()
+                if self.env_steps >= marks["checkpoint"]:
+                    marks["checkpoint"] = self._next_mark(c.checkpoint_every)
+                    self.save_checkpoint()
+                if self.env_steps >= c.steps:
+                    return True
+            return False
+        finally:
+            self._bar.close()
+
+    def _finish(self, finished: bool) -> None:
+        """Finished: let the source deliver its last steps and make the updates they are owed, then a
+        final eval. Stopped: stop the source at once. Either way: checkpoint and a final row."""
+        if finished:
+            self.source.finish()
+            while self.owed_updates():
+                self.learn_step()
+            if self._evaluated_at != self.env_steps:
+                self._evaluate()
+        else:
+            self.source.stop()
+        if self._checkpointed_at != self.env_steps:
+            self.save_checkpoint()
+        self.metrics.write({**self.counters(), **self.source.row_metrics(self._elapsed()), "final": True})
+        self.source.close(finished)
+        self.metrics.close()
+
+    def _cadences(self) -> dict[str, int]:
+        c = self.config
+        return {"log": c.log_every, "eval": c.eval_every, "checkpoint": c.checkpoint_every}
+
+    def _next_mark(self, every: int) -> int:
+        return (self.env_steps // every + 1) * every
+
+    def _elapsed(self) -> float:
+        return max(time.monotonic() - self._update_clock[0], 1e-9)
+
+    # -- learning ---------------------------------------------------------------------------------
+    def learn_step(self) -> dict[str, torch.Tensor]:
+        """`critic_actor_ratio` critic updates and one actor/temperature update on one sampled batch
+        (no host sync)."""
+        c = self.config
+        if not self._normalizer_checked:  # once per process: reading the flag is a host sync
+            self._normalizer_checked = True
+            if c.agent.normalize_state and not self.algorithm.state_normalizer_fitted():
+                source = self.replay.demo if len(self.replay.demo) else self.replay.online
+                self.algorithm.fit_state_normalizer(source.stored_states())
+        batch = self.replay.sampler.sample(c.batch_size * self.ratio).to(self.algorithm.device)
+        self.updates += self.ratio
+        return self.algorithm.update(batch, self.ratio)
+
+    def _log_training(self, metrics: dict[str, torch.Tensor]) -> None:
+        values = {name: float(value) for name, value in metrics.items()}  # the one host sync per row
+        if values["nonfinite_streak"] >= self.config.max_nonfinite_updates:
+            self.save_checkpoint()
+            raise TrainingError(
+                f"{int(values['nonfinite_streak'])} consecutive updates had NaN/inf losses (all skipped, "
+                f"weights untouched); stopping. Last good weights: {self.checkpoints.latest}"
+            )
+        nonfinite_total = int(self.algorithm.nonfinite_total)
+        if nonfinite_total > self._nonfinite_logged:
+            _log.warning(
+                "%d update(s) skipped for NaN/inf losses or gradients since the last row (%d in total)",
+                nonfinite_total - self._nonfinite_logged,
+                nonfinite_total,
+            )
+            self._nonfinite_logged = nonfinite_total
+        elapsed = self._elapsed()
+        row = {
+            **self.counters(),
+            **values,
+            "updates_per_s": (self.updates - self._update_clock[1]) / elapsed,
+            "nonfinite_total": nonfinite_total,
+            "rejected_transitions": self.replay.online.rejected,
+            "replay_mb": round(self.replay.nbytes / 2**20, 1),
+            **self.source.row_metrics(elapsed),
+        }
+        self._update_clock = (time.monotonic(), self.updates)
+        self.metrics.write(row)
+        self._bar.set_postfix(updates_per_s=f"{row['updates_per_s']:.0f}", actors=row.get("live_actors"))
+
+    def _evaluate(self) -> None:
+        row = {**self.counters(), **self.evaluate(self.algorithm.policy)}
+        self._evaluated_at = self.env_steps
+        self.metrics.write(row)
+        self.metrics.plot()
+        self._bar.set_postfix(success=row["success_rate"], eval_return=f"{row['eval_return']:.1f}")
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """The replay log gets the new slots (a durable segment), then the small state is written;
+        the source's state is taken together with the replay's so the two agree."""
+        with self.source.consistent():
+            log_end = self.replay.log.append(self.replay.online)
+            replay_state = {"log_end": log_end, "meta": self.replay.online.meta_state_dict()}
+            source_state, source_counters = self.source.checkpoint_state()
+        algorithm = self.algorithm
+        state = {
+            "algorithm": algorithm.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in algorithm.optimizers.items()},
+            "generators": {name: g.get_state() for name, g in algorithm.generators().items()},
+            "nonfinite": [algorithm.nonfinite_streak, algorithm.nonfinite_total],
+            "online_replay": replay_state,
+            # Demos are reloaded from their directory; only their sampler state must carry over.
+            "demo_replay_meta": self.replay.demo.meta_state_dict(),
+            "source": source_state,
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+            },
+        }
+        counters = {
+            **self.counters(),
+            "replay_log_end": log_end,
+            **source_counters,
+        }
+        path, oldest = self.checkpoints.save(self.env_steps, state, counters)
+        # Drop log data that not even the oldest kept checkpoint needs.
+        self.replay.log.prune(self.replay.online.capacity, keep_from=oldest["replay_log_end"])
+        self.source.prune(oldest)
+        self._checkpointed_at = self.env_steps
+        return path
+
+    def _restore(self) -> int:
+        """Load the newest checkpoint; returns the env steps it was taken at."""
+        state, counters = self.checkpoints.load_latest(self.algorithm.device)
+        algorithm = self.algorithm
+        algorithm.load_state_dict(state["algorithm"])
+        for name, optimizer in algorithm.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        for name, generator in algorithm.generators().items():
+            generator.set_state(state["generators"][name].cpu())
+        algorithm.nonfinite_streak, algorithm.nonfinite_total = state["nonfinite"]
+        replay = state["online_replay"]
+        self.replay.log.restore(self.replay.online, replay["log_end"], replay["meta"])
+        self.replay.demo.load_meta_state_dict(state["demo_replay_meta"])
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        self.updates = counters["updates"]
+        self.start_wall -= counters["wall_s"]
+        self.source.restore(state["source"], counters)
+        self._checkpointed_at = counters["env_steps"]
+        return counters["env_steps"]

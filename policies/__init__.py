@@ -1,0 +1,8 @@
+"""What an actor needs to act: the `Policy` interface, policy networks and encoders, and the
+policies themselves (RLPD's tanh-Gaussian SAC policy, HIL-SERL's hybrid gripper policy, uniform
+random). Loadable without critics or optimisers; imports only torch and the shared formats."""
+
+from policies.base import Policy, PolicySpec
+from policies.registry import POLICIES, build_policy, register_policy
+
+__all__ = ["POLICIES", "Policy", "PolicySpec", "build_policy", "register_policy"]
