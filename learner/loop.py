@@ -231,6 +231,8 @@ class TrainingLoop:
                     self.source.collect(limit=c.steps, wait=self.owed_updates() == 0)
                 self._bar.update(self.env_steps - before)
                 for _ in range(self._learn_steps_owed()):
+                    if stop.is_set():  # a signal is answered within one learn step
+                        break
                     metrics = self.learn_step()
                     self.source.after_update(self.algorithm.policy, self.updates)
                 if self.env_steps >= marks["log"]:

@@ -66,7 +66,8 @@ class Policy(nn.Module, ABC):
     def act_batch(
         self, state: torch.Tensor, images: dict[str, torch.Tensor], deterministic: bool = False
     ) -> torch.Tensor:
-        """state float (B, S), images uint8 {camera: (B, H, W, 3)}, on `device` -> actions (B, A)."""
+        """state float (B, S), images uint8 {camera: (B, H, W, 3)}, on `device` -> actions (B, A),
+        without gradients (acting; algorithms train through the policy's modules directly)."""
 
     @torch.no_grad()
     def act(self, obs: dict[str, Any], deterministic: bool = False) -> np.ndarray:

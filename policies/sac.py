@@ -86,6 +86,7 @@ class GaussianPolicy(Policy):
             pixels = stacked.reshape(len(self.spec.cameras), -1, *stacked.shape[1:])
         return self.encoder(state, pixels)
 
+    @torch.no_grad()
     def act_batch(
         self, state: torch.Tensor, images: dict[str, torch.Tensor], deterministic: bool = False
     ) -> torch.Tensor:
@@ -128,6 +129,7 @@ class HybridGripperPolicy(GaussianPolicy):
         gripper_critic = make_gripper_critic(encoder.output_dim, config)
         return cls(spec, config, encoder, actor, gripper_critic, seed, device).to(device)
 
+    @torch.no_grad()
     def act_batch(
         self, state: torch.Tensor, images: dict[str, torch.Tensor], deterministic: bool = False
     ) -> torch.Tensor:

@@ -209,3 +209,15 @@ def test_peg_insert_holds_the_peg_whatever_the_gripper_command():
     for _ in range(5):
         obs, *_ = opened.step(np.array([0, 0, 0, -1], dtype=np.float32))
     assert obs["state"][6] > 0.07  # PickCube's gripper does open (8 cm stroke)
+
+
+def test_importing_envs_loads_no_mujoco():
+    """A real-arm env must not need MuJoCo installed: only building a twin imports sim."""
+    import subprocess
+    import sys
+
+    code = "import sys, envs; print(sorted(m for m in sys.modules if m == 'mujoco' or m.startswith('sim')))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -157,6 +157,7 @@ def test_step_records_round_trip_and_bad_ones_name_the_field():
         actor="a", session="s", seq=5, episode=1, t=4, state=rng.standard_normal(3).astype(np.float32),
         images={"front": rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)}, action=np.ones(2, np.float32),
         reward=0.5, terminated=True, truncated=False, success=True, policy_version=7,
+        action_source="filter", filter_delta=0.125,
         final_state=np.zeros(3, np.float32), final_images={"front": np.zeros((4, 4, 3), np.uint8)},
     )  # fmt: skip
     frames = encode_step(record)
@@ -164,6 +165,7 @@ def test_step_records_round_trip_and_bad_ones_name_the_field():
     parsed = parse_step(decode(frames), spec)
     assert (parsed.seq, parsed.episode, parsed.t, parsed.policy_version) == (5, 1, 4, 7)
     assert parsed.reward == 0.5 and parsed.terminated and parsed.success and parsed.safety_margin == np.inf
+    assert (parsed.action_source, parsed.filter_delta) == ("filter", 0.125)
     assert np.array_equal(parsed.images["front"], record.images["front"])
     assert np.array_equal(parsed.final_state, np.zeros(3))
 
@@ -178,6 +180,8 @@ def test_step_records_round_trip_and_bad_ones_name_the_field():
         ({"terminated": 1}, "'terminated' must be true or false"),
         ({"actor": ""}, "'actor' must be a non-empty string"),
         ({"terminated": False}, "arrays"),  # a non-final record must not carry the final obs
+        ({"action_source": "teleport"}, "action_source must be one of"),
+        ({"filter_delta": -0.5}, "filter_delta must be a finite number >= 0"),
     ]:
         with pytest.raises(WireError, match=words) as caught:
             parse_step(broken(**changes), spec)

@@ -5,6 +5,7 @@ import json
 import os
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -174,3 +175,112 @@ def test_training_stops_after_consecutive_nonfinite_updates_with_good_weights(tm
     assert "update(s) skipped for NaN/inf" in caplog.text
     assert all(torch.isfinite(v).all() for v in trainer.algorithm.state_dict().values())
     assert os.readlink(tmp_path / "run" / "checkpoints" / "latest") == "step_000000100"
+
+
+class BurstSource:
+    """A step source (learner.sources.StepSource) that delivers `burst` synthetic steps per call,
+    like sim actors that outrun the learner; sets `stop_event` (a signal) on call `stop_after`."""
+
+    def __init__(self, online, burst: int, stop_event=None, stop_after: int | None = None):
+        self.online, self.burst, self.stop_event, self.stop_after = online, burst, stop_event, stop_after
+        self.env_steps, self.calls, self.finished, self.stopped = 0, 0, False, False
+        self.rng = np.random.default_rng(0)
+
+    def fresh_start(self):
+        pass
+
+    def restore(self, state, counters):
+        raise AssertionError("not resumed")
+
+    def start(self, policy, updates):
+        self.online.start_episode({"state": self.rng.normal(size=3).astype(np.float32)})
+
+    def collect(self, limit, wait):
+        assert not self.finished, "no steps after finish()"
+        self.calls += 1
+        for _ in range(self.burst):
+            next_obs = {"state": self.rng.normal(size=3).astype(np.float32)}
+            self.online.add(self.rng.uniform(-1, 1, size=2).astype(np.float32), 0.0, False, False, next_obs)
+            self.env_steps += 1
+        if self.stop_event is not None and self.calls == self.stop_after:
+            self.stop_event.set()
+
+    def after_update(self, policy, updates):
+        pass
+
+    def row_metrics(self, elapsed_s):
+        return {"burst_calls": self.calls}
+
+    def finish(self):
+        self.finished = True
+
+    def stop(self):
+        self.stopped = True
+
+    def close(self, finished):
+        pass
+
+    def summary(self):
+        return {}
+
+    def consistent(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def checkpoint_state(self):
+        return {}, {}
+
+    def prune(self, oldest_counters):
+        pass
+
+
+def burst_loop(tmp_path, source_factory, **overrides):
+    from learner.loop import TrainingLoop, build_replay
+    from learner.sac import SACAlgorithm
+    from policies import PolicySpec
+
+    config = replace(
+        tiny_config(200), utd=3, critic_actor_ratio=2, learning_starts=50, eval_every=100, **overrides
+    )
+    replay = build_replay(config, 3, 2, {}, None, tmp_path, torch.device("cpu"))
+    algorithm = SACAlgorithm(config.agent, PolicySpec(3, 2), seed=0)
+    actor_updates = []
+    update = algorithm.update
+    algorithm.update = lambda batch, ratio: actor_updates.append(ratio) or update(batch, ratio)
+    source = source_factory(replay.online)
+
+    def evaluate(policy):
+        return {"success_rate": None, "eval_return": 0.0}
+
+    loop = TrainingLoop(config, tmp_path, algorithm, replay, source, evaluate, progress=False)
+    return loop, source, actor_updates
+
+
+def test_a_source_that_outruns_the_learner_gets_every_update_it_is_owed(tmp_path):
+    """45 steps arrive per pass, 225 by the time 200 are reached: the loop keeps learning until it
+    made utd = 3 critic updates for every env step from step 50 on, 2 per actor update."""
+    loop, source, actor_updates = burst_loop(tmp_path, lambda online: BurstSource(online, burst=45))
+    summary = loop.run()
+    assert source.calls == 5 and source.finished and not source.stopped
+    assert summary["env_steps"] == 225
+    assert summary["updates"] == 3 * (225 - 50 + 1) == 528
+    assert actor_updates == [2] * 264  # critic-to-actor ratio 2, apart from the UTD throttle
+    rows = read_rows(tmp_path)
+    assert rows[-1] == {**rows[-1], "env_steps": 225, "updates": 528, "final": True, "burst_calls": 5}
+    assert [r["env_steps"] for r in rows if "eval_return" in r] == [135, 225]  # marks 100, 200; final
+    assert os.readlink(tmp_path / "checkpoints" / "latest") == "step_000000225"
+
+
+def test_a_stop_checkpoints_and_ends_the_metrics_with_the_final_counts(tmp_path):
+    import threading
+
+    stop = threading.Event()
+    loop, source, _ = burst_loop(tmp_path, lambda online: BurstSource(online, 30, stop, stop_after=4))
+    summary = loop.run(stop)
+    assert source.stopped and not source.finished
+    # The stop came with the 4th burst: no update for it; those owed for 90 steps were made (2 a step).
+    assert summary["env_steps"] == 120 and summary["updates"] == 3 * (90 - 50 + 1) + 1 == 124
+    rows = read_rows(tmp_path)
+    assert rows[-1]["final"] and (rows[-1]["env_steps"], rows[-1]["updates"]) == (120, summary["updates"])
+    assert os.readlink(tmp_path / "checkpoints" / "latest") == "step_000000120"

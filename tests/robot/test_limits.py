@@ -35,3 +35,15 @@ def test_box_must_be_ordered():
 def test_validate_command_rejects(pos, quat, gripper, message):
     with pytest.raises(ValueError, match=message):
         validate_command(np.array(pos, dtype=float), np.array(quat, dtype=float), gripper)
+
+
+def test_rotate_by_quat_by_hand():
+    from robot import TCP_DOWN_QUAT, rotate_by_quat
+
+    half = np.sqrt(0.5)
+    # 90 degrees about z: x -> y, y -> -x, z stays.
+    quarter_z = np.array([half, 0.0, 0.0, half])
+    np.testing.assert_allclose(rotate_by_quat(np.array([1.0, 0.0, 0.0]), quarter_z), [0, 1, 0], atol=1e-12)
+    np.testing.assert_allclose(rotate_by_quat(np.array([0.0, 1.0, 0.0]), quarter_z), [-1, 0, 0], atol=1e-12)
+    # The tool pointing down is 180 degrees about x: y and z flip sign.
+    np.testing.assert_allclose(rotate_by_quat(np.array([1.0, 2.0, 3.0]), TCP_DOWN_QUAT), [1, -2, -3])
