@@ -56,6 +56,8 @@ class ActorStats:
     rejected: int = 0
     policy_version: int = -1  # the version that produced the newest stored step
     episodes: int = 0
+    operator_steps: int = 0  # steps whose executed action came from a human operator (interventions)
+    filtered_steps: int = 0  # steps whose action the safety filter changed
     finished: list[tuple[float, bool]] = field(default_factory=list)  # (return, success) since last row
     episode_return: float = 0.0  # of the episode being received
     episode_success: bool = False
@@ -67,6 +69,8 @@ class ActorStats:
         "rejected",
         "policy_version",
         "episodes",
+        "operator_steps",
+        "filtered_steps",
     )
 
 
@@ -215,6 +219,9 @@ class Ingest:
             intervened=column("intervened", bool),
         )
         self.buffer.add_episode(episode, np.array(ids, dtype=np.int64))
+        stats = self.actor(stream.actor)  # counted when stored: a journal replay stores each step once
+        stats.operator_steps += sum(r.action_source == "operator" for r in steps)
+        stats.filtered_steps += sum(r.action_source == "filter" for r in steps)
         stream.stored_through = last.seq
         stream.fragment = []
 

@@ -35,6 +35,7 @@ def step(actor: int, session: str, seq: int, episode: int, t: int, done: bool = 
         truncated=False,
         success=done,
         policy_version=seq // 2,
+        action_source=("policy", "operator", "filter")[seq % 3],
         final_state=np.full(3, value + 0.5, np.float32),
         final_images={"front": np.full((4, 4, 3), 255, np.uint8)},
     )
@@ -148,6 +149,10 @@ def test_journal_replay_after_a_crash_rebuilds_exactly_the_acked_records(tmp_pat
         assert restored.actors[actor].steps_stored == live.actors[actor].steps_stored
         assert restored.actors[actor].duplicates_dropped == 0
     assert restored.steps_stored == live.steps_stored == 9
+    # Stage counts (seq % 3: policy, operator, filter): a0 seqs 0-3, a1 seqs 0-4; each once.
+    counts = {a: (s.operator_steps, s.filtered_steps) for a, s in live.actors.items()}
+    assert counts == {"a0": (1, 1), "a1": (2, 1)}
+    assert {a: (s.operator_steps, s.filtered_steps) for a, s in restored.actors.items()} == counts
 
 
 def test_journal_cuts_a_torn_tail_and_prunes_whole_files(tmp_path):
