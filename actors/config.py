@@ -3,7 +3,7 @@ no env imports) so `realrl actor --help` is instant."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
@@ -73,3 +73,55 @@ class ActorConfig:
             learner_timeout_s=self.learner_timeout_s,
             spool_bytes=self.spool_bytes,
         )
+
+
+@dataclass(frozen=True)
+class DemoRecordConfig:
+    task: str
+    """Task id (realrl/PickCube-v0) or short name (PickCube)."""
+    episodes: int
+    """Episodes to record."""
+    out: str
+    """Demo directory (created; appended to if it holds the task)."""
+    source: Literal["scripted"] = "scripted"
+    """Who acts: 'scripted' = the twin's privileged-state expert (teleop arrives with interventions)."""
+    seed: int = 0
+    """Seed of the first episode; episode k uses seed + k."""
+    noise: float = 0.0
+    """Std of Gaussian action noise (sub-optimal demos)."""
+    obs: Literal["state", "pixels"] = "pixels"
+    """Observation mode stored in the files (pixels keeps uint8 camera frames)."""
+    image_size: int = 128
+    """Square camera frame size in pixels."""
+    randomize: bool = False
+    """Full domain randomisation (colours, lighting, friction, mass, camera jitter)."""
+    successes_only: bool = False
+    """Keep only successful episodes."""
+    contact_sheet: str | None = None
+    """Also write a contact sheet PNG of camera frames here."""
+
+    def check(self) -> None:
+        if self.episodes < 1:
+            raise ValueError("--episodes must be >= 1")
+        if self.noise < 0:
+            raise ValueError("--noise must be >= 0")
+        if self.contact_sheet and self.obs != "pixels":
+            raise ValueError("--contact-sheet needs camera frames: use --obs pixels")
+
+
+@dataclass(frozen=True)
+class DemoInfoConfig:
+    directory: str = field(metadata={"positional": True})
+    """Demo directory."""
+    verify: bool = False
+    """Also load every file and check its checksum."""
+
+
+@dataclass(frozen=True)
+class DemoSheetConfig:
+    directory: str = field(metadata={"positional": True})
+    """Pixel demo directory."""
+    out: str
+    """PNG to write."""
+    episodes: int = 4
+    """Rows (episodes) on the sheet."""

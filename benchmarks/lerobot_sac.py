@@ -7,7 +7,7 @@ the project's environment by `make bench-lerobot`, which also runs it:
     PYTHONPATH=.:.venv/lerobot-0.4.4 .venv/bin/python -m benchmarks.lerobot_sac --obs pixels --json
 
 Line numbers below refer to the lerobot-0.4.4 wheel. Of the project it imports only the benchmark
-clock and flags (benchmarks/timing.py, benchmarks/flags.py), so both sides share torch, the clock
+clock and flags (benchmarks/timing.py, benchmarks/configs.py), so both sides share torch, the clock
 and the command line, nothing else.
 """
 
@@ -26,8 +26,9 @@ from collections.abc import Iterator
 
 import torch
 
-from benchmarks.flags import add_shape_arguments, shape_kwargs
+from benchmarks.configs import BenchLeRobotConfig, shape_kwargs
 from benchmarks.timing import peak_memory_mb, synchronize, timed_rate
+from formats.config import add_dataclass_arguments, dataclass_from_args
 
 LEROBOT_VERSION = "0.4.4"
 INSTALL_HINT = "run `make bench-lerobot` to install it into .venv/lerobot-0.4.4"
@@ -441,27 +442,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Updates/s of LeRobot 0.4.4's SAC learner step (its SACPolicy, optimizers and "
         "ReplayBuffer, stepped as lerobot/rl/learner.py does) at the flags of `realrl bench learner`."
     )
-    add_shape_arguments(parser)
-    parser.add_argument("--state-dim", type=int, default=14)
-    parser.add_argument("--action-dim", type=int, default=4)
-    parser.add_argument(
-        "--no-compile",
-        dest="torch_compile",
-        action="store_false",
-        help="turn off LeRobot's use_torch_compile (on by default in its SACConfig)",
-    )
+    add_dataclass_arguments(parser, BenchLeRobotConfig)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    config = dataclass_from_args(BenchLeRobotConfig, args)
     try:
         result = run(
-            **shape_kwargs(args),
-            state_dim=args.state_dim,
-            action_dim=args.action_dim,
-            torch_compile=args.torch_compile,
+            **shape_kwargs(config),
+            state_dim=config.state_dim,
+            action_dim=config.action_dim,
+            torch_compile=config.compile,
         )
     except (LeRobotUnavailable, ValueError) as error:
         print(f"lerobot_sac: error: {error}", file=sys.stderr)

@@ -314,10 +314,24 @@ def add_dataclass_arguments(
             else:
                 kwargs["nargs"] = len(ft.items)
                 kwargs["metavar"] = tuple(t.__name__.upper() for t in ft.items)
-        action = parser.add_argument(_flag(prefix, cf.name), **kwargs)
+        if cf.field.metadata.get("positional"):
+            action = _add_positional(parser, cf, kwargs)
+        else:
+            action = parser.add_argument(_flag(prefix, cf.name), **kwargs)
         # Set after construction: argparse would treat "%" as a format and, on some versions, append
         # its own "(default: ...)" to boolean flags.
         action.help = help_text.replace("%", "%%")
+
+
+def _add_positional(parser, cf: _ConfigField, kwargs: dict[str, Any]) -> argparse.Action:
+    """A field with `metadata={"positional": True}` is a positional argument (e.g. a directory);
+    with a default it may be left out."""
+    if cf.type.scalar is None or cf.type.scalar is bool:
+        raise TypeError(f"positional config field {cf.name!r} must be an int, float or str")
+    positional = {"type": kwargs["type"], "metavar": cf.name.upper()}
+    if not kwargs["required"]:
+        positional.update(nargs="?", default=kwargs["default"])
+    return parser.add_argument(kwargs["dest"], **positional)
 
 
 def dataclass_from_args(cls: type[T], namespace: argparse.Namespace, *, prefix: str = "") -> T:

@@ -6,9 +6,18 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class KeysConfig:
+    directory: str = field(metadata={"positional": True})
+    """Where the key files go (created if missing)."""
+    name: str
+    """Key name, e.g. learner or robot-1."""
 
 
 def generate_keys(directory: str | Path, name: str) -> dict[str, str]:

@@ -40,7 +40,7 @@ def prepare_demos(config: TrainConfig, out: Path, progress: bool) -> Path:
         read_manifest(directory)["episodes"]
     ) >= config.demo_episodes:
         return directory
-    from realrl.commands.demos import record_scripted
+    from actors.demos import record_scripted
 
     record_scripted(
         config.task,

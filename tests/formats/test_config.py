@@ -273,6 +273,26 @@ def test_field_without_default_is_a_required_flag(capsys):
         from_dict(NeedsTask, {"steps": 3})
 
 
+@dataclass(frozen=True)
+class Positional:
+    directory: str = field(metadata={"positional": True})
+    """Demo directory."""
+    out: str = field(default="sheet.png", metadata={"positional": True})
+    episodes: int = 4
+
+
+def test_positional_fields_are_positional_arguments(capsys):
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Positional)
+    got = dataclass_from_args(Positional, parser.parse_args(["demos/", "--episodes", "2"]))
+    assert got == Positional("demos/", "sheet.png", 2)
+    assert dataclass_from_args(Positional, parser.parse_args(["d", "x.png"])) == Positional("d", "x.png", 4)
+    assert "DIRECTORY Demo directory. (required)" in " ".join(parser.format_help().split())
+    with pytest.raises(SystemExit):
+        parser.parse_args([])
+    assert "DIRECTORY" in capsys.readouterr().err
+
+
 def test_to_dict_is_plain_json_data():
     data = to_dict(TrainConfig())
     assert data["hidden"] == [256, 256] and data["crop"] == [4, 0.5] and data["crop_box"] is None

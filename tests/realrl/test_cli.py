@@ -85,3 +85,34 @@ def test_bench_sim_prints_the_contract_keys(capsys):
         capsys, ["bench", "sim", "--steps", "30", "--repeats", "1", "--image-size", "32", "--json"]
     )
     assert result["state_steps_per_s"] > 0 and result["pixels_steps_per_s"] > 0
+
+
+def test_sigterm_stops_train_with_a_checkpoint_and_a_final_row(tmp_path):
+    """`realrl train --actors 0` answers SIGTERM like the learner: it checkpoints where it is, ends
+    metrics.jsonl with a final row of those counts and exits 0 (waits are upper bounds only)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "realrl.cli", "train", "--out", str(out), "--json", "--task", "PickCube"]
+    command += ["--demo-episodes", "1", "--steps", "100000", "--learning-starts", "32", "--batch-size", "16"]
+    command += ["--agent.hidden", "16", "--agent.critics", "2", "--log-every", "20", "--eval-every", "100000"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()[-2000:]
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=240)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    summary = json.loads(stdout.decode().splitlines()[-1])
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["final"] and rows[-1]["env_steps"] == summary["env_steps"] >= 20
+    assert rows[-1]["updates"] == summary["updates"]
+    latest = os.readlink(out / "checkpoints" / "latest")
+    assert latest == f"step_{summary['env_steps']:09d}"
+    counters = json.loads((out / "checkpoints" / latest / "counters.json").read_text())
+    assert (counters["env_steps"], counters["updates"]) == (summary["env_steps"], summary["updates"])

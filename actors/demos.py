@@ -1,5 +1,6 @@
-"""`realrl demos`: record scripted demonstrations in the sim twin, summarise a demo directory, and
-draw a contact sheet of camera frames."""
+"""Demonstrations: scripted demos recorded in the sim twin (the expert as a policy, through the
+actor's composition) into a demo directory (formats.episodes), and a contact sheet of their camera
+frames. `realrl demos` is the command over this."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from actors.composition import ActionPipeline
+from actors.scripted import ScriptedPolicy
 from envs import make_env, resolve_task_id
 from formats.episodes import Episode, EpisodeBuilder, EpisodeWriter, iter_episodes, summarize
-from sim import SimRobot, make_expert
 
 
 def record_scripted(
@@ -36,8 +38,6 @@ def record_scripted(
     env_id = resolve_task_id(task)
     env = make_env(env_id, obs_mode=obs_mode, image_size=image_size, randomize=randomize)
     unwrapped = env.unwrapped
-    if not isinstance(unwrapped.robot, SimRobot):
-        raise ValueError("scripted demos need the sim twin (the experts read privileged sim state)")
     spec = unwrapped.task.spec
     writer = EpisodeWriter(
         out,
@@ -72,13 +72,13 @@ def record_scripted(
 
 
 def rollout_expert(env, builder: EpisodeBuilder, *, seed: int, noise: float) -> Episode:
-    unwrapped = env.unwrapped
-    spec = unwrapped.task.spec
-    expert = make_expert(spec.twin, spec.action_scale, noise=noise, seed=seed)
+    """One episode of the scripted expert (noise seeded per episode), as a demo episode."""
+    pipeline = ActionPipeline(ScriptedPolicy(env, noise=noise, seed=seed))
     obs, _ = env.reset(seed=seed)
+    pipeline.reset()
     builder.start(obs)
     while True:
-        action = expert.act(unwrapped.robot.get_state(), unwrapped.robot.get_object_poses())
+        action = pipeline.act(obs).action
         obs, reward, terminated, truncated, info = env.step(action)
         builder.add(action, obs, reward, terminated, truncated, info)
         if terminated or truncated:
