@@ -156,6 +156,7 @@ class TrainingLoop:
         self.checkpoints = Checkpoints(out / "checkpoints", config.keep_checkpoints)
         self.updates = 0
         self.start_wall = time.monotonic()
+        self._update_clock = (self.start_wall, 0)  # (time, updates) at the last training row
         self._checkpointed_at = self._evaluated_at = -1
         self._normalizer_checked = False
         self._nonfinite_logged = 0
@@ -220,7 +221,7 @@ class TrainingLoop:
         self.source.start(self.algorithm.policy, self.updates)
         marks = {name: self._next_mark(every) for name, every in self._cadences().items()}
         metrics: dict[str, torch.Tensor] = {}
-        self._update_clock = (time.monotonic(), self.updates)
+        self._update_clock = (time.monotonic(), self.updates)  # after a resume: from here
         self._bar = tqdm(
             total=c.steps, initial=self.env_steps, unit="step", desc="train", disable=not self.progress
         )

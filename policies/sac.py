@@ -90,7 +90,9 @@ class GaussianPolicy(Policy):
     def act_batch(
         self, state: torch.Tensor, images: dict[str, torch.Tensor], deterministic: bool = False
     ) -> torch.Tensor:
-        features = self.features(state, images)
+        return self.sample(self.features(state, images), deterministic)
+
+    def sample(self, features: torch.Tensor, deterministic: bool) -> torch.Tensor:
         action, _ = self.actor(features, deterministic=deterministic, generator=self.act_generator)
         return action
 
@@ -134,7 +136,7 @@ class HybridGripperPolicy(GaussianPolicy):
         self, state: torch.Tensor, images: dict[str, torch.Tensor], deterministic: bool = False
     ) -> torch.Tensor:
         features = self.features(state, images)
-        action, _ = self.actor(features, deterministic=deterministic, generator=self.act_generator)
+        action = self.sample(features, deterministic)
         choice = self.gripper_critic(features).argmax(dim=1)
         if not deterministic:
             draws = torch.rand(2, len(choice), generator=self.act_generator, device=self.device)

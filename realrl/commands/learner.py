@@ -59,7 +59,7 @@ def train_with_actors(
             with open(out / "actors" / f"actor-{index}.log", "ab") as log_file:
                 processes.append(
                     subprocess.Popen(
-                        actor_command(config, endpoint, index, out),
+                        actor_command(loop.config, endpoint, index, out),  # a resumed run's saved config
                         stdout=subprocess.PIPE,
                         stderr=log_file,
                         start_new_session=True,  # a Ctrl-C reaches the learner, which then stops them
