@@ -13,6 +13,7 @@ everything acked is in the replay), checkpoints and writes a final row with the 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -65,6 +66,14 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def configure_threads(threads: int, local_actors: int) -> None:
+    """The learner's torch CPU threads (see TrainConfig.threads)."""
+    if threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {threads}")
+    if threads or local_actors:
+        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) - local_actors))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -157,6 +166,7 @@ class TrainingLoop:
         self.updates = 0
         self.start_wall = time.monotonic()
         self._update_clock = (self.start_wall, 0)  # (time, updates) at the last training row
+        self._metrics: dict[str, torch.Tensor] = {}  # of the newest learn step (read when logging)
         self._checkpointed_at = self._evaluated_at = -1
         self._normalizer_checked = False
         self._nonfinite_logged = 0
@@ -196,14 +206,23 @@ class TrainingLoop:
     def run(self, stop: threading.Event | None = None) -> dict:
         """Train until `steps` env steps arrived and the updates they are owed are made, or `stop`."""
         stop = stop or threading.Event()
+        self._bar = tqdm(
+            total=self.config.steps,
+            initial=self.env_steps,
+            unit="step",
+            desc="train",
+            disable=not self.progress,
+        )
         try:
             finished = self._train(stop)
+            self._finish(finished)
         except BaseException:
             self.source.stop()  # actors keep their unacked steps and wait for a restart
             self.source.close(finished=False)
             self.metrics.close()
             raise
-        self._finish(finished)
+        finally:
+            self._bar.close()
         evals = self.metrics.evals()
         rates = [r["success_rate"] for r in evals if r["success_rate"] is not None]
         return {
@@ -219,46 +238,46 @@ class TrainingLoop:
         """The loop; True when `steps` env steps arrived (training finished), False on `stop`."""
         c = self.config
         self.source.start(self.algorithm.policy, self.updates)
-        marks = {name: self._next_mark(every) for name, every in self._cadences().items()}
-        metrics: dict[str, torch.Tensor] = {}
+        self._marks = {name: self._next_mark(every) for name, every in self._cadences().items()}
         self._update_clock = (time.monotonic(), self.updates)  # after a resume: from here
-        self._bar = tqdm(
-            total=c.steps, initial=self.env_steps, unit="step", desc="train", disable=not self.progress
-        )
-        try:
-            while not stop.is_set():
-                before = self.env_steps
-                if before < c.steps:
-                    self.source.collect(limit=c.steps, wait=self.owed_updates() == 0)
-                self._bar.update(self.env_steps - before)
-                for _ in range(self._learn_steps_owed()):
-                    if stop.is_set():  # a signal is answered within one learn step
-                        break
-                    metrics = self.learn_step()
-                    self.source.after_update(self.algorithm.policy, self.updates)
-                if self.env_steps >= marks["log"]:
-                    marks["log"] = self._next_mark(c.log_every)
-                    if metrics:
-                        self._log_training(metrics)
-                if self.env_steps >= marks["eval"]:
-                    marks["eval"] = self._next_mark(c.eval_every)
-                    self._evaluate()
-                if self.env_steps >= marks["checkpoint"]:
-                    marks["checkpoint"] = self._next_mark(c.checkpoint_every)
-                    self.save_checkpoint()
-                if self.env_steps >= c.steps:
-                    return True
-            return False
-        finally:
-            self._bar.close()
+        while not stop.is_set():
+            before = self.env_steps
+            if before < c.steps:
+                self.source.collect(limit=c.steps, wait=self.owed_updates() == 0)
+            self._bar.update(self.env_steps - before)
+            if self.env_steps >= c.steps:
+                return True  # _finish tells the source first, then makes the updates still owed
+            for _ in range(self._learn_steps_owed()):
+                if stop.is_set() or self.env_steps >= c.steps:  # a signal, or the last steps arrived
+                    break
+                self._metrics = self.learn_step()
+                self.source.after_update(self.algorithm.policy, self.updates)
+            self._run_cadences()
+        return False
+
+    def _run_cadences(self) -> None:
+        """A training row, an eval, a checkpoint: each when its mark of env steps is reached."""
+        c, marks = self.config, self._marks
+        if self.env_steps >= marks["log"]:
+            marks["log"] = self._next_mark(c.log_every)
+            if self._metrics:
+                self._log_training(self._metrics)
+        if self.env_steps >= marks["eval"]:
+            marks["eval"] = self._next_mark(c.eval_every)
+            self._evaluate()
+        if self.env_steps >= marks["checkpoint"]:
+            marks["checkpoint"] = self._next_mark(c.checkpoint_every)
+            self.save_checkpoint()
 
     def _finish(self, finished: bool) -> None:
-        """Finished: let the source deliver its last steps and make the updates they are owed, then a
-        final eval. Stopped: stop the source at once. Either way: checkpoint and a final row."""
+        """Finished: tell the source (actors stop and deliver their last steps), make the updates
+        still owed, then the due rows and a final eval. Stopped: stop the source at once. Either way:
+        checkpoint and a final row with the final counts."""
         if finished:
             self.source.finish()
             while self.owed_updates():
-                self.learn_step()
+                self._metrics = self.learn_step()
+            self._run_cadences()
             if self._evaluated_at != self.env_steps:
                 self._evaluate()
         else:

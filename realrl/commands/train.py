@@ -17,7 +17,14 @@ from envs import DiscreteGripper, make_env, make_gymnasium_env, resolve_task_id
 from formats.episodes import read_manifest
 from learner.algorithms import ALGORITHMS, make_algorithm
 from learner.configs import ServerConfig, TrainConfig
-from learner.loop import TrainingLoop, build_replay, open_run, resolve_device, seed_everything
+from learner.loop import (
+    TrainingLoop,
+    build_replay,
+    configure_threads,
+    open_run,
+    resolve_device,
+    seed_everything,
+)
 from learner.sources import IngestSource, learner_welcome
 from policies.random import RandomPolicy
 
@@ -71,6 +78,7 @@ def build_loop(
     if config.env is None:
         config = replace(config, task=resolve_task_id(config.task))
     config = open_run(config, out, resume)
+    configure_threads(config.threads, config.actors)
     env, eval_env = make_train_env(config), make_train_env(config)
     seed_everything(config.seed)
     device = resolve_device(config.device)

@@ -1,14 +1,19 @@
 """Helpers for the actor/learner tests: real `realrl learner` and `realrl actor` processes on
-loopback, small networks and fast heartbeats so faults are noticed within seconds."""
+loopback, small networks and fast heartbeats so faults are noticed within seconds.
+
+The tests assert events and exact accounting, never how much happened in some time: every wait
+here is for an event, and HANG_S only stops a test that hangs (CI is a loaded 2-core machine)."""
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+HANG_S = 300  # an upper bound that only stops a hung test; nothing is expected to take this long
 
 # Small and fast: the point is the plumbing, not learning.
 LEARNER_FLAGS = [
@@ -18,13 +23,15 @@ LEARNER_FLAGS = [
     "--heartbeat-s", "0.2", "--actor-timeout-s", "3", "--weights-every", "5", "--weights-every-s", "0.5",
     "--device", "cpu",
 ]  # fmt: skip
-ACTOR_FLAGS = ["--task", "PickCube", "--obs", "state", "--heartbeat-s", "0.2", "--learner-timeout-s", "1.5"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# A stopped actor waits for the acks of all its steps: bounded only against a hang, so "every step
+# acked" never depends on how fast a loaded machine delivers them.
+ACTOR_FLAGS = [
+    "--task", "PickCube", "--obs", "state", "--heartbeat-s", "0.2", "--learner-timeout-s", "1.5",
+    "--wait-acks-s", "120",
+]  # fmt: skip
+# What a process logs once its SIGINT/SIGTERM handlers are installed (a signal before that kills it
+# without its final JSON line).
+READY = {"learner": "learner serving on ", "actor": "waiting for the learner"}
 
 
 class Processes:
@@ -34,37 +41,58 @@ class Processes:
         self.root, self.started = root, []
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
 
-    def start(self, name: str, *args: str) -> subprocess.Popen:
+    def start(self, name: str, verb: str, *args: str) -> subprocess.Popen:
+        """`realrl VERB ARGS...` with its stderr in <name>.log (appended to: a restart shares it)."""
+        ready_before = self.log(name).count(READY[verb]) if (self.root / f"{name}.log").exists() else 0
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 (the child owns it)
         process = subprocess.Popen(
-            [sys.executable, "-m", "realrl.cli", *args], stdout=subprocess.PIPE, stderr=log, env=self.env
+            [sys.executable, "-m", "realrl.cli", verb, *args],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=self.env,
         )
-        process.name = name
+        process.name, process.verb, process.ready_before = name, verb, ready_before
         self.started.append(process)
         return process
 
-    def learner(self, name: str, out: Path, port: int, *extra: str) -> subprocess.Popen:
+    def learner(self, name: str, out: Path, *extra: str, bind: str = "tcp://127.0.0.1:*") -> subprocess.Popen:
+        """A learner; by default on a port it picks itself (see `endpoint`), so no other process
+        can take the port between a test choosing it and the learner binding it."""
         return self.start(
-            name,
-            "learner",
-            "--json",
-            "--out",
-            str(out),
-            "--bind",
-            f"tcp://127.0.0.1:{port}",
-            *LEARNER_FLAGS,
-            *extra,
+            name, "learner", "--json", "--out", str(out), "--bind", bind, *LEARNER_FLAGS, *extra
         )
 
-    def actor(self, name: str, port: int, *extra: str) -> subprocess.Popen:
+    def actor(self, name: str, endpoint: str, *extra: str) -> subprocess.Popen:
         spool = self.root / "spool" / name
         return self.start(
-            name, "actor", *ACTOR_FLAGS, "--learner", f"tcp://127.0.0.1:{port}", "--actor-id", name,
-            "--spool", str(spool), *extra,
+            name, "actor", *ACTOR_FLAGS, "--learner", endpoint, "--actor-id", name, "--spool", str(spool),
+            *extra,
         )  # fmt: skip
 
     def log(self, name: str) -> str:
         return (self.root / f"{name}.log").read_text(errors="replace")
+
+    def wait_ready(self, process: subprocess.Popen) -> str:
+        """Block until the process logged that it is serving (a learner) or waiting for one (an
+        actor); returns that log line."""
+
+        def ready_line() -> str | None:
+            lines = [line for line in self.log(process.name).splitlines() if READY[process.verb] in line]
+            return lines[process.ready_before] if len(lines) > process.ready_before else None
+
+        return wait_for(ready_line, HANG_S, f"{process.name} to start", self)
+
+    def endpoint(self, learner: subprocess.Popen) -> str:
+        """The endpoint the learner bound, from its log."""
+        return re.search(r"learner serving on (tcp://\S+)", self.wait_ready(learner))[1]
+
+    def stop(self, process: subprocess.Popen, sig=signal.SIGINT) -> tuple[int, dict | None]:
+        """Signal a started process and return (exit code, its last JSON line on stdout)."""
+        self.wait_ready(process)
+        process.send_signal(sig)
+        stdout, _ = process.communicate(timeout=HANG_S)
+        lines = [line for line in stdout.decode(errors="replace").splitlines() if line.startswith("{")]
+        return process.returncode, json.loads(lines[-1]) if lines else None
 
     def kill_all(self) -> None:
         for process in self.started:
@@ -73,22 +101,35 @@ class Processes:
                 process.wait()
 
 
-def stop(process: subprocess.Popen, sig=signal.SIGINT, timeout: float = 60) -> tuple[int, dict | None]:
-    """Signal a process and return (exit code, its last JSON line on stdout)."""
-    process.send_signal(sig)
-    stdout, _ = process.communicate(timeout=timeout)
-    lines = [line for line in stdout.decode(errors="replace").splitlines() if line.startswith("{")]
-    return process.returncode, json.loads(lines[-1]) if lines else None
+def freeze(process: subprocess.Popen) -> None:
+    """SIGSTOP, and wait until every thread of the process is stopped (a signal is asynchronous: a
+    thread may finish a system call first), so that what it wrote to disk no longer changes."""
+    process.send_signal(signal.SIGSTOP)
+
+    def all_stopped() -> bool:
+        states = []
+        for stat in Path(f"/proc/{process.pid}/task").glob("*/stat"):
+            try:
+                states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+            except (FileNotFoundError, IndexError):  # a thread that just ended
+                continue
+        return bool(states) and all(state in "tT" for state in states)
+
+    wait_for(all_stopped, HANG_S, f"{process.name} to stop (SIGSTOP)")
 
 
 def metrics(out: Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl, read while a learner may be writing it: a row counts once
+    its newline is there (a resumed learner rewrites the file in more than one write)."""
     path = out / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    *complete, _ = path.read_text().split("\n")  # the last piece is "" or a row being written
+    return [json.loads(line) for line in complete if line.strip()]
 
 
 def wait_for(condition, timeout: float, what: str, processes: Processes | None = None):
+    """Poll `condition` until it returns something true (returned); fail after `timeout` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -104,6 +145,28 @@ def wait_for(condition, timeout: float, what: str, processes: Processes | None =
 def latest_row(out: Path) -> dict:
     rows = [r for r in metrics(out) if "actors" in r]
     return rows[-1] if rows else {}
+
+
+def actor_row(out: Path, actor: str) -> dict:
+    """The actor's stats in the newest training row ({} before it has any)."""
+    return latest_row(out).get("actors", {}).get(actor, {})
+
+
+def spooled_seqs(spool: Path) -> list[int]:
+    """Seqs of the records in an actor's spool (every session's), i.e. those not acked yet."""
+    return sorted(int(path.stem) for path in spool.glob("*/*.rec"))
+
+
+def journal_past_checkpoint(out: Path) -> bool:
+    """Whether the journal on disk holds records from where the latest checkpoint's journal replay
+    starts, i.e. a learner resumed now replays at least one. Ask with the learner frozen (SIGSTOP)
+    so that no checkpoint is half written; each record is one writev, so none is half written."""
+    latest = out / "checkpoints" / "latest" / "counters.json"
+    files = sorted((out / "replay" / "journal").glob("journal_*.log"))
+    if not latest.exists() or not files:
+        return False
+    end = int(files[-1].stem.split("_")[1]) + files[-1].stat().st_size
+    return end > json.loads(latest.read_text())["journal_start"]
 
 
 def stored_steps(out: Path) -> dict[tuple[str, str], list[int]]:

@@ -9,6 +9,11 @@ import zmq
 
 from formats.wire import StepRecord, encode, encode_step
 
+# How long to wait for the learner's welcome, and how long closing a socket waits for its queued
+# messages to go out: bounds against a dead learner only, so that on a loaded machine every message
+# sent is delivered (the test counts them).
+HANG_MS = 300_000
+
 
 def _header(**fields) -> bytes:
     return json.dumps({"v": 1, "type": "step", "arrays": [], **fields}).encode()
@@ -42,7 +47,7 @@ def bad_messages(rng, actor: str, state_dim: int) -> dict[str, object]:
 
 def fuzz_learner(endpoint: str, seed: int, messages: int) -> dict[str, int]:
     """Send `messages` bad messages from a connection that said hello (as fuzz-0) and one that
-    never did; returns how many were sent per kind and in all ('invalid')."""
+    never did; returns how many were sent per kind and in all ('invalid'), once all were delivered."""
     from actors.actor import record_spec
     from envs import make_env
 
@@ -53,10 +58,10 @@ def fuzz_learner(endpoint: str, seed: int, messages: int) -> dict[str, int]:
     context = zmq.Context()
     greeted, anonymous = context.socket(zmq.DEALER), context.socket(zmq.DEALER)
     for socket in (greeted, anonymous):
-        socket.setsockopt(zmq.LINGER, 1000)
+        socket.setsockopt(zmq.LINGER, HANG_MS)
         socket.connect(endpoint)
     greeted.send_multipart(encode("hello", {"actor": "fuzz-0", "session": "fuzz", "spec": spec.to_json()}))
-    if not greeted.poll(10_000):
+    if not greeted.poll(HANG_MS):
         raise RuntimeError("the learner did not welcome the fuzzer")
     builders = bad_messages(rng, "fuzz-0", spec.state_dim)
     kinds = sorted(builders)
@@ -69,7 +74,7 @@ def fuzz_learner(endpoint: str, seed: int, messages: int) -> dict[str, int]:
         elif index % 20 == 1:  # a hello with an observation spec the task does not have
             wrong = {**spec.to_json(), "state_dim": spec.state_dim + 7}
             hello = context.socket(zmq.DEALER)
-            hello.setsockopt(zmq.LINGER, 1000)
+            hello.setsockopt(zmq.LINGER, HANG_MS)
             hello.connect(endpoint)
             hello.send_multipart(encode("hello", {"actor": "fuzz-x", "session": "x", "spec": wrong}))
             hello.close()

@@ -100,14 +100,16 @@ def test_sigterm_stops_train_with_a_checkpoint_and_a_final_row(tmp_path):
     command = [sys.executable, "-m", "realrl.cli", "train", "--out", str(out), "--json", "--task", "PickCube"]
     command += ["--demo-episodes", "1", "--steps", "100000", "--learning-starts", "32", "--batch-size", "16"]
     command += ["--agent.hidden", "16", "--agent.critics", "2", "--log-every", "20", "--eval-every", "100000"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = tmp_path / "train.log"  # a file, not a pipe: nobody reads stderr while we wait, so it must not fill
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr)
     deadline = time.monotonic() + 240
     while not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text():
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()[-2000:]
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
         time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=240)
-    assert process.returncode == 0, stderr.decode()[-2000:]
+    process.send_signal(signal.SIGTERM)  # its handler is up: the loop writes rows inside it
+    stdout, _ = process.communicate(timeout=240)
+    assert process.returncode == 0, log.read_text()[-2000:]
     summary = json.loads(stdout.decode().splitlines()[-1])
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["final"] and rows[-1]["env_steps"] == summary["env_steps"] >= 20
