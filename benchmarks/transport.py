@@ -59,13 +59,23 @@ def _serving(image_size: int, capacity: int, journal_root: str | None = None):
         buffer = ReplayBuffer(capacity, STATE_DIM, ACTION_DIM, spec.image_shapes)
         ingest = Ingest(spec, buffer, Journal(Path(tmp) / "journal"))
         welcome = {"task": "bench", "obs": "pixels", "agent": {}, "random_steps": 0}
-        server = LearnerServer(ServerConfig(bind="tcp://127.0.0.1:*", heartbeat_s=0.5), ingest, welcome)
+        # The bench's senders send no heartbeats: never mark one dead (its later steps would be refused).
+        config = ServerConfig(bind="tcp://127.0.0.1:*", heartbeat_s=0.5, actor_timeout_s=STALL_S)
+        server = LearnerServer(config, ingest, welcome)
         endpoint = server.start()
         try:
             yield server, ingest, endpoint, Path(tmp)
         finally:
             server.stop()
             ingest.journal.close()
+
+
+STALL_S = 300.0  # a benchmark that stalls this long fails with what it saw, instead of hanging
+
+
+def _check_deadline(deadline: float, progress: str) -> None:
+    if time.monotonic() > deadline:
+        raise RuntimeError(f"bench transport stalled for {STALL_S:.0f} s: {progress}")
 
 
 def _start_processes(target, args_per_process: list[tuple]) -> list:
@@ -110,13 +120,19 @@ def measure_ingest(
         go = multiprocessing.get_context("spawn").Event()
         args = [(endpoint, f"bench-{k}", steps_per_sender, image_size, go) for k in range(senders)]
         processes = _start_processes(_sender, args)
+        deadline = time.monotonic() + STALL_S
         while len(ingest.actors) < senders:  # every sender said hello and is ready
+            _check_deadline(deadline, f"{len(ingest.actors)} of {senders} senders said hello")
             time.sleep(0.01)
         time.sleep(1.0)  # encoding done: only the sending is timed
         go.set()
         total = senders * steps_per_sender
         first_time = None
+        deadline = time.monotonic() + STALL_S
         while ingest.steps_stored < total:
+            _check_deadline(
+                deadline, f"{ingest.steps_stored} of {total} steps stored ({dict(ingest.rejected_messages)})"
+            )
             if first_time is None and ingest.steps_stored > 0:
                 first_time, first_count = time.perf_counter(), ingest.steps_stored
             time.sleep(0.01)  # coarse: a busy poll here would steal the GIL from the server thread
