@@ -90,7 +90,7 @@ def _start_processes(target, args_per_process: list[tuple]) -> list:
 def _sender(endpoint: str, actor: str, steps: int, image_size: int, go) -> None:
     import zmq
 
-    from formats.wire import encode, encode_step
+    from formats.wire import decode, encode, encode_step
 
     rng = np.random.default_rng(0)
     frames = {name: rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8) for name in CAMERAS}
@@ -103,11 +103,25 @@ def _sender(endpoint: str, actor: str, steps: int, image_size: int, go) -> None:
     socket.send_multipart(encode("hello", hello))
     socket.recv_multipart()  # welcome
     go.wait()
+    acked = -1
+
+    def read_replies(timeout_ms: int) -> int:
+        """Acks (the newest seq acked), weights and heartbeats: read, so the learner never waits on us."""
+        newest = acked
+        while socket.poll(timeout_ms):
+            reply = decode(socket.recv_multipart())
+            if reply.header.get("type") == "ack" and reply.header.get("session") == session:
+                newest = max(newest, int(reply.header["through"]))
+            timeout_ms = 0
+        return newest
+
     for message in messages:
         socket.send_multipart(message, copy=False)
-        while socket.poll(0):  # acks, weights: read and drop so the learner never waits on us
-            socket.recv_multipart()
-    socket.close(linger=5000)
+        acked = read_replies(0)
+    deadline = time.monotonic() + STALL_S
+    while acked < steps - 1 and time.monotonic() < deadline:  # every step stored before we leave
+        acked = read_replies(100)
+    socket.close(linger=0)
     context.term()
 
 
