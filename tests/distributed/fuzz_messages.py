@@ -48,7 +48,7 @@ def bad_messages(rng, actor: str, state_dim: int) -> dict[str, object]:
 def fuzz_learner(endpoint: str, seed: int, messages: int) -> dict[str, int]:
     """Send `messages` bad messages from a connection that said hello (as fuzz-0) and one that
     never did; returns how many were sent per kind and in all ('invalid'), once all were delivered."""
-    from actors.actor import record_spec
+    from actors.specs import record_spec
     from envs import make_env
 
     env = make_env("PickCube", obs_mode="state")
