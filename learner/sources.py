@@ -6,7 +6,6 @@ Both write transitions into the online replay buffer themselves; the loop reads 
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,8 +19,6 @@ from learner.journal import Journal
 from learner.replay import ReplayBuffer
 from learner.server import LearnerServer
 from policies import Policy
-
-_log = logging.getLogger(__name__)
 
 
 class StepSource(Protocol):

@@ -79,17 +79,19 @@ def build_loop(
         config = replace(config, task=resolve_task_id(config.task))
     config = open_run(config, out, resume)
     configure_threads(config.threads, config.actors)
-    env, eval_env = make_train_env(config), make_train_env(config)
+    # A local actor steps its own env; with actor processes this one only evaluates.
+    env = make_train_env(config) if server is None else None
+    eval_env = make_train_env(config)
     seed_everything(config.seed)
     device = resolve_device(config.device)
-    spec = policy_spec(env)
+    spec = policy_spec(eval_env)
     demo_dir = None if config.env else prepare_demos(config, out, progress)
     algorithm_class = ALGORITHMS[config.algorithm]
     replay = build_replay(
         config,
         spec.state_dim,
         spec.action_dim,
-        image_shapes(env),
+        image_shapes(eval_env),
         demo_dir,
         out,
         device,
@@ -103,7 +105,6 @@ def build_loop(
         explore = RandomPolicy(spec, seed=config.seed)
         source = LocalActor(env, replay.online, config.seed, explore, random_steps)
     else:
-        env.close()  # the actors step their own envs; this process only evaluates
         welcome = learner_welcome(config, algorithm.policy, random_steps)
         source = IngestSource(config, server, replay.online, out / "replay" / "journal", welcome, on_ready)
     evaluate = Evaluator(eval_env, config.eval_episodes)
