@@ -7,6 +7,7 @@ the stage that produced it."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
 import threading
@@ -22,9 +23,35 @@ from actors.config import ActorConfig
 from actors.specs import policy_spec, record_spec
 from actors.transport import ActorTransport
 from envs import DiscreteGripper, make_env, resolve_task_id
+from formats.files import DirectoryLock, DirectoryLocked
 from formats.wire import StepRecord, encode_step
 
 _log = logging.getLogger(__name__)
+SPOOL_ROOT = Path.home() / ".cache" / "realrl" / "spool"
+
+
+def claim_spool(
+    actor_id: str | None, spool: str | None, root: Path | None = None
+) -> tuple[str, DirectoryLock]:
+    """This process's actor id and its locked spool directory. Two processes never share a spool
+    (one would delete the other's records) nor, by default, an id: without --actor-id and --spool
+    the id is <host>-<N> for the first slot N that no running actor holds, so a restarted actor
+    takes its slot back and resends what it left; with only --spool it is <host>-<hash of the
+    path>, stable across restarts."""
+    host = socket.gethostname()
+    root = root or SPOOL_ROOT
+    if spool is not None:
+        path = Path(spool).expanduser().resolve()
+        name = actor_id or f"{host}-{hashlib.sha1(str(path).encode()).hexdigest()[:6]}"
+        return name, DirectoryLock(path, "spool")
+    if actor_id is not None:
+        return actor_id, DirectoryLock(root / actor_id, f"actor {actor_id!r}: spool")
+    for slot in range(1000):
+        try:
+            return f"{host}-{slot}", DirectoryLock(root / f"{host}-{slot}", "spool")
+        except DirectoryLocked:
+            continue
+    raise ValueError(f"{root}: 1000 actors of this host are running; give --actor-id and --spool")
 
 
 class Actor:
@@ -37,22 +64,26 @@ class Actor:
         if config.control_hz < 0:
             raise ValueError(f"--control-hz must be >= 0, got {config.control_hz}")
         self.config = config
-        self.actor_id = config.actor_id or socket.gethostname()
+        self.actor_id, self.spool_lock = claim_spool(config.actor_id, config.spool)
         self.session = uuid.uuid4().hex[:12]
         self.task = resolve_task_id(config.task)
         self.env = make_env(self.task, obs_mode=config.obs, image_size=config.image_size)
         self.spec = record_spec(self.env)
-        spool = Path(config.spool or Path.home() / ".cache" / "realrl" / "spool" / self.actor_id)
         hello = {"spec": self.spec.to_json(), "task": self.task, "obs": config.obs}
-        self.transport = ActorTransport(config.transport(), self.actor_id, self.session, spool, hello)
-        self.steps = 0
+        self.transport = ActorTransport(
+            config.transport(), self.actor_id, self.session, self.spool_lock.directory, hello
+        )
+        self.steps = 0  # records made (env steps taken)
+        self.next_seq = 0  # records handed to the transport: seqs never skip, so acks never span a gap
+        self.dropped = 0  # records neither handed over nor kept (--on-spool-full drop, or a stop while full)
         self.policy_version = -1
         self.policy = None
         self.pipeline: ActionPipeline | None = None
 
     def run(self, stop: threading.Event) -> dict[str, Any]:
         """Act until `stop` is set, the learner says training is over, or `max_steps`; then wait
-        (bounded) for the last acks. Returns the final summary."""
+        (bounded) for the last acks. Returns the final summary (with `error` when the actor had to
+        stop: refused by the learner, or its link failed)."""
         self.transport.start()
         _log.info(
             "actor %s (session %s) waiting for the learner at %s",
@@ -64,34 +95,42 @@ class Actor:
             if self._wait_for_policy(stop):
                 self._act(stop)
         finally:
-            self.transport.close(self.config.wait_acks_s if not self.transport.error else 0, self.steps - 1)
-            self.env.close()
-        if self.transport.error:
-            raise ValueError(
-                f"the learner refused this actor: {self.transport.error}; this actor sends "
-                f"{self.spec.to_json()} (check --task, --obs and --image-size on both sides)"
+            self.transport.close(
+                self.config.wait_acks_s if not self.transport.error else 0, self.next_seq - 1
             )
+            self.env.close()
+            self.spool_lock.release()
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
-        return {
+        """The final line. steps_recorded == steps_acked + steps_spooled + steps_dropped, always:
+        every record the actor made is acked by the learner, in the spool for the next session to
+        resend, or counted as dropped (not kept, not writable, or found damaged in the spool)."""
+        summary = {
             "actor_id": self.actor_id,
             "session": self.session,
             "steps_recorded": self.steps,
             "steps_acked": self.transport.acked_through + 1,
             "steps_spooled": len(self.transport.spool),
+            "steps_dropped": self.dropped + self.transport.unspooled + self.transport.spool.damaged,
             "policy_version": self.policy_version,
         }
+        if self.transport.error:
+            summary["error"] = self.transport.error
+        return summary
+
+    def _going(self, stop: threading.Event) -> bool:
+        return not (stop.is_set() or self.transport.ended.is_set())
 
     def _wait_for_policy(self, stop: threading.Event) -> bool:
         """Block until the learner's welcome and first weights came (nothing to act with before)."""
-        while not stop.is_set() and not self.transport.learner_done.is_set():
+        while self._going(stop):
             if self.transport.welcomed.wait(0.05):
                 break
-        if not self.transport.welcomed.is_set():
+        if not self.transport.welcomed.is_set() or not self._going(stop):
             return False
         self._build_policy(self.transport.welcome)
-        while not stop.is_set() and not self.transport.learner_done.is_set():
+        while self._going(stop):
             if self._swap_weights():
                 return True
             time.sleep(0.01)
@@ -130,7 +169,7 @@ class Actor:
         obs, _ = self.env.reset(seed=c.seed * 1_000_003 + episode)
         self.pipeline.reset()
         next_tick = time.monotonic()
-        while not (stop.is_set() or self.transport.learner_done.is_set()):
+        while self._going(stop):
             if c.max_steps and self.steps >= c.max_steps:
                 break
             self._swap_weights()  # step boundary: never mid-step
@@ -139,7 +178,7 @@ class Actor:
             record = StepRecord(
                 actor=self.actor_id,
                 session=self.session,
-                seq=self.steps,
+                seq=self.next_seq,
                 episode=episode,
                 t=t,
                 state=np.asarray(obs["state"], dtype=np.float32),
@@ -157,8 +196,8 @@ class Actor:
                 final_state=np.asarray(next_obs["state"], dtype=np.float32),
                 final_images=dict(next_obs.get("images", {})),
             )
-            self.transport.send(self.steps, encode_step(record, image_codec=c.image_codec))
             self.steps += 1
+            self._hand_over(record, encode_step(record, image_codec=c.image_codec), stop)
             t += 1
             obs = next_obs
             if terminated or truncated:
@@ -166,5 +205,32 @@ class Actor:
                 obs, _ = self.env.reset(seed=c.seed * 1_000_003 + episode)
                 self.pipeline.reset()
             if period:
-                next_tick += period
+                next_tick = max(next_tick + period, time.monotonic() - period)  # no burst after a hold
                 time.sleep(max(0.0, next_tick - time.monotonic()))
+
+    def _hand_over(self, record: StepRecord, frames: list, stop: threading.Event) -> None:
+        """Give the step's record to the transport. When the spool budget cannot take it: with
+        --on-spool-full wait, hold the robot still and wait for acks to free room (one log line per
+        state change); with drop, count it and go on. Either way no record vanishes uncounted."""
+        if self.transport.send(record.seq, frames):
+            self.next_seq += 1
+            return
+        if self.config.on_spool_full == "drop":
+            self.dropped += 1
+            if self.dropped & (self.dropped - 1) == 0:  # the 1st, 2nd, 4th, ... drop
+                _log.warning(
+                    "spool full (%s): %d steps dropped so far", self.transport.spool_usage(), self.dropped
+                )
+            return
+        self.env.unwrapped.hold_still()
+        _log.warning(
+            "spool full (%s): holding the robot still until the learner acks", self.transport.spool_usage()
+        )
+        while self._going(stop):
+            if self.transport.send(record.seq, frames):
+                self.next_seq += 1
+                _log.info("spool has room again: acting")
+                return
+            time.sleep(0.01)
+        self.dropped += 1  # stopped while full: this last record had nowhere to go
+        _log.warning("stopped with the spool full: the last step's record was not kept")

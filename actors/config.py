@@ -3,24 +3,43 @@ no env imports) so `realrl actor --help` is instant."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
+
+IMAGE_SIZE = {"min": 16, "max": 480}
+"""Valid square frame sizes, learner.configs.IMAGE_SIZE's (actors may not import the learner)."""
+
+_CONNECT = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]*]+):(\d{1,5})|(ipc|inproc)://.+")
 
 
 @dataclass(frozen=True)
 class TransportConfig:
     learner: str = "tcp://127.0.0.1:5555"
     """The learner's endpoint, tcp://HOST:PORT."""
-    curve_secret: str | None = None
+    curve_secret: str | None = field(default=None, metadata={"path": "existing_file"})
     """This actor's NAME.key_secret (from `realrl keys generate`); needs --learner-key."""
-    learner_key: str | None = None
+    learner_key: str | None = field(default=None, metadata={"path": "existing_file"})
     """The learner's public NAME.key: with it all traffic is encrypted."""
-    heartbeat_s: float = 1.0
+    heartbeat_s: float = field(default=1.0, metadata={"gt": 0})
     """Seconds between heartbeats to the learner."""
-    learner_timeout_s: float = 5.0
+    learner_timeout_s: float = field(default=5.0, metadata={"gt": 0})
     """The learner counts as gone after this long without a message; the actor says hello again."""
-    spool_bytes: int = 2 * 2**30
-    """Disk the spool of unacked records may use; beyond it new records are not kept."""
+    spool_bytes: int = field(default=2 * 2**30, metadata={"min": 1})
+    """Disk the spool of unacked records may use (all sessions together); see --on-spool-full."""
+    answer_timeout_s: float = field(default=30.0, metadata={"gt": 0})
+    """Warn (then at doubling intervals) when the learner has not answered a hello for this long."""
+
+    def check(self) -> None:
+        match = _CONNECT.fullmatch(self.learner)
+        if not match or (match[2] is not None and not 1 <= int(match[2]) <= 65535):
+            raise ValueError(
+                f"--learner must be tcp://HOST:PORT, ipc://PATH or inproc://NAME, got {self.learner!r}"
+            )
+        if bool(self.curve_secret) != bool(self.learner_key):
+            raise ValueError(
+                "CURVE needs both --curve-secret (this actor's) and --learner-key (the learner's)"
+            )
 
 
 @dataclass(frozen=True)
@@ -29,40 +48,52 @@ class ActorConfig:
     """Task id (realrl/PickCube-v0) or short name (PickCube); must match the learner's."""
     obs: Literal["state", "pixels"] = "state"
     """Observation mode: privileged state, or proprioception + two camera frames."""
-    image_size: int = 128
+    image_size: int = field(default=128, metadata=IMAGE_SIZE)
     """Square camera frame size (pixels mode)."""
     learner: str = "tcp://127.0.0.1:5555"
     """The learner's endpoint, tcp://HOST:PORT."""
     robot: str = "sim"
     """sim: the task's MuJoCo twin. (A real arm through `realrl robot-server` comes with that verb.)"""
     actor_id: str | None = None
-    """Name of this actor in the learner's metrics; none means the host name."""
-    spool: str | None = None
-    """Directory of unacked records; none means ~/.cache/realrl/spool/<actor id>."""
+    """Name of this actor at the learner (unique among its actors; with CURVE, the name of this
+    actor's key file). none: <host>-<N> with the first spool slot N no running actor holds (a
+    restarted actor gets its slot back), or <host>-<hash of --spool> when --spool is given."""
+    spool: str | None = field(default=None, metadata={"path": "output_dir"})
+    """Directory of unacked records, held by one process at a time; none means
+    ~/.cache/realrl/spool/<actor id>."""
     seed: int = 0
     """Seed of the env resets and the policy's sampling."""
-    control_hz: float = 0.0
+    control_hz: float = field(default=0.0, metadata={"min": 0})
     """Steps per second, paced on the control loop (the real robot's rate is 10); 0 runs the sim
     twin as fast as it steps."""
     image_codec: Literal["raw", "jpeg", "png"] = "raw"
     """How camera frames travel: raw bytes, or JPEG/PNG (less bandwidth, more CPU)."""
-    max_steps: int = 0
+    max_steps: int = field(default=0, metadata={"min": 0})
     """Stop after this many steps (0: run until stopped or the learner finishes)."""
-    wait_acks_s: float = 10.0
+    wait_acks_s: float = field(default=10.0, metadata={"min": 0})
     """On stop: how long to wait for the learner to ack the last records."""
-    threads: int = 1
+    threads: int = field(default=1, metadata={"min": 1})
     """Torch CPU threads for the policy (the robot PC has other work)."""
-    curve_secret: str | None = None
+    curve_secret: str | None = field(default=None, metadata={"path": "existing_file"})
     """This actor's NAME.key_secret (from `realrl keys generate`): encrypt; needs --learner-key."""
-    learner_key: str | None = None
+    learner_key: str | None = field(default=None, metadata={"path": "existing_file"})
     """The learner's public NAME.key."""
-    heartbeat_s: float = 1.0
+    heartbeat_s: float = field(default=1.0, metadata={"gt": 0})
     """Seconds between heartbeats to the learner."""
-    learner_timeout_s: float = 5.0
+    learner_timeout_s: float = field(default=5.0, metadata={"gt": 0})
     """The learner counts as gone after this long without a message; the actor keeps acting,
     spools, and says hello until a learner answers."""
-    spool_bytes: int = 2 * 2**30
-    """Disk the spool may use; beyond it new records are not kept for resending."""
+    spool_bytes: int = field(default=2 * 2**30, metadata={"min": 1})
+    """Disk the spool of unacked records may use (all sessions together)."""
+    on_spool_full: Literal["wait", "drop"] = "wait"
+    """When the spool cannot take a step's record (the learner away too long): wait holds the robot
+    still until acks free room (nothing lost); drop goes on acting and counts the records it could
+    not keep (`steps_dropped`; for sim fleets, where steps are cheap)."""
+    answer_timeout_s: float = field(default=30.0, metadata={"gt": 0})
+    """Warn (then at doubling intervals) when the learner has not answered a hello for this long."""
+
+    def check(self) -> None:
+        self.transport().check()
 
     def transport(self) -> TransportConfig:
         return TransportConfig(
@@ -72,6 +103,7 @@ class ActorConfig:
             heartbeat_s=self.heartbeat_s,
             learner_timeout_s=self.learner_timeout_s,
             spool_bytes=self.spool_bytes,
+            answer_timeout_s=self.answer_timeout_s,
         )
 
 
@@ -79,32 +111,28 @@ class ActorConfig:
 class DemoRecordConfig:
     task: str
     """Task id (realrl/PickCube-v0) or short name (PickCube)."""
-    episodes: int
+    episodes: int = field(metadata={"min": 1})
     """Episodes to record."""
-    out: str
+    out: str = field(metadata={"path": "output_dir"})
     """Demo directory (created; appended to if it holds the task)."""
     source: Literal["scripted"] = "scripted"
     """Who acts: 'scripted' = the twin's privileged-state expert (teleop arrives with interventions)."""
     seed: int = 0
     """Seed of the first episode; episode k uses seed + k."""
-    noise: float = 0.0
+    noise: float = field(default=0.0, metadata={"min": 0})
     """Std of Gaussian action noise (sub-optimal demos)."""
     obs: Literal["state", "pixels"] = "pixels"
     """Observation mode stored in the files (pixels keeps uint8 camera frames)."""
-    image_size: int = 128
+    image_size: int = field(default=128, metadata=IMAGE_SIZE)
     """Square camera frame size in pixels."""
     randomize: bool = False
     """Full domain randomisation (colours, lighting, friction, mass, camera jitter)."""
     successes_only: bool = False
     """Keep only successful episodes."""
-    contact_sheet: str | None = None
+    contact_sheet: str | None = field(default=None, metadata={"path": "output_file"})
     """Also write a contact sheet PNG of camera frames here."""
 
     def check(self) -> None:
-        if self.episodes < 1:
-            raise ValueError("--episodes must be >= 1")
-        if self.noise < 0:
-            raise ValueError("--noise must be >= 0")
         if self.contact_sheet and self.obs != "pixels":
             raise ValueError("--contact-sheet needs camera frames: use --obs pixels")
 
@@ -121,7 +149,7 @@ class DemoInfoConfig:
 class DemoSheetConfig:
     directory: str = field(metadata={"positional": True})
     """Pixel demo directory."""
-    out: str
+    out: str = field(metadata={"path": "output_file"})
     """PNG to write."""
-    episodes: int = 4
+    episodes: int = field(default=4, metadata={"min": 1})
     """Rows (episodes) on the sheet."""

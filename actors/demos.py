@@ -4,17 +4,27 @@ frames. `realrl demos` is the command over this."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from actors.composition import ActionPipeline
 from actors.scripted import ScriptedPolicy
+from actors.specs import image_shapes, policy_spec
 from envs import make_env, resolve_task_id
-from formats.episodes import Episode, EpisodeBuilder, EpisodeWriter, iter_episodes, summarize
+from formats.episodes import (
+    Episode,
+    EpisodeBuilder,
+    EpisodeWriter,
+    check_manifest,
+    iter_episodes,
+    read_manifest,
+    summarize,
+)
+from formats.progress import progress_bar
 
 
 def record_scripted(
@@ -29,12 +39,16 @@ def record_scripted(
     randomize: bool = False,
     successes_only: bool = False,
     progress: bool = True,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
-    """Roll out the twin's scripted expert and append the episodes to `out`.
+    """Roll out the twin's scripted expert and append `episodes` episodes to `out`.
 
-    Episode k of a directory uses seed `seed + k`, so appending to a directory continues the
-    sequence instead of repeating it. With `successes_only`, failed rollouts are dropped and
-    retried (at most 3x the requested count)."""
+    Episode k of a directory uses seed `seed + k`, and never a seed an episode already in it was
+    rolled out with (the manifest keeps each one's), so appending continues the sequence instead of
+    repeating it. With `successes_only`, failed rollouts are dropped and retried (at most 3x the
+    requested count). `stop` (e.g. set by SIGINT/SIGTERM) is checked between episodes: the episode
+    under way is finished and written first. The summary adds `recorded` (by this call) and
+    `stopped`."""
     env_id = resolve_task_id(task)
     env = make_env(env_id, obs_mode=obs_mode, image_size=image_size, randomize=randomize)
     unwrapped = env.unwrapped
@@ -49,26 +63,59 @@ def record_scripted(
         randomize=randomize,
     )
     builder = EpisodeBuilder()
-    attempt_seed = seed + len(writer.manifest["episodes"])
-    recorded, attempts = 0, 0
-    with tqdm(total=episodes, desc=f"demos {spec.name}", unit="ep", disable=not progress) as bar:
+    entries = writer.manifest["episodes"]
+    attempt_seed = max([seed + len(entries)] + [e["seed"] + 1 for e in entries if "seed" in e])
+    recorded, attempts, stopped = 0, 0, False
+    with progress_bar(total=episodes, desc=f"demos {spec.name}", unit="ep", disable=not progress) as bar:
         while recorded < episodes and attempts < (3 * episodes if successes_only else episodes):
             episode = rollout_expert(env, builder, seed=attempt_seed, noise=noise)
-            attempt_seed += 1
             attempts += 1
-            if successes_only and not episode.succeeded:
-                continue
-            writer.add(episode)
-            recorded += 1
-            bar.update(1)
-            bar.set_postfix(success=f"{episode.succeeded}", steps=len(episode))
+            if episode.succeeded or not successes_only:
+                writer.add(episode, seed=attempt_seed)
+                recorded += 1
+                bar.update(1)
+                bar.set_postfix(success=f"{episode.succeeded}", steps=len(episode))
+            attempt_seed += 1
+            if stop is not None and stop.is_set():
+                stopped = True
+                break
     env.close()
-    if recorded < episodes:
+    writer.save_manifest()  # a directory stopped before its first episode still has one
+    if recorded < episodes and not stopped:
         raise RuntimeError(
             f"only {recorded}/{episodes} successful episodes in {attempts} attempts "
             f"(noise {noise}); lower --noise or drop --successes-only"
         )
-    return summarize(out)
+    return {**summarize(out), "recorded": recorded, "stopped": stopped}
+
+
+def verify_demos(directory: str | Path) -> int:
+    """Load every episode (checksums, and shapes against the manifest's obs spec and action dim)
+    and check that the manifest's task, in its obs mode, observes and acts what the episodes hold;
+    the first mismatch raises EpisodeFormatError naming it. Returns the episodes checked."""
+    manifest = read_manifest(directory)
+    count = sum(1 for _ in iter_episodes(directory))
+    if manifest["obs_spec"] is not None:
+        cameras = manifest["obs_spec"]["images"]
+        image_size = next(iter(cameras.values()))[0] if cameras else 128
+        env = make_env(manifest["task"], obs_mode=manifest["obs_mode"], image_size=image_size)
+        try:
+            spec = policy_spec(env)
+            task_spec = {
+                "state": [spec.state_dim],
+                "images": {name: list(shape) for name, shape in image_shapes(env).items()},
+            }
+        finally:
+            env.close()
+        check_manifest(
+            manifest,
+            directory,
+            task=manifest["task"],
+            obs_spec=task_spec,
+            action_dim=spec.action_dim,
+            whose=f"what its task {manifest['task']} ({manifest['obs_mode']}) observes and acts",
+        )
+    return count
 
 
 def rollout_expert(env, builder: EpisodeBuilder, *, seed: int, noise: float) -> Episode:

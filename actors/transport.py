@@ -4,8 +4,14 @@ network or the disk: `send` only appends to an in-memory queue.
 The thread spools every record (actors.spool, one directory per session) before sending it, sends
 in sequence order, and forgets records when the learner acks them. When the learner goes quiet it
 says hello again until a welcome comes (from the same learner or a restarted one), then resends
-everything still unacked, older sessions' leftovers first; the learner drops what it already has.
-Weights that arrive wait in a slot the control loop empties at a step boundary."""
+everything still unacked, older sessions' leftovers first; the learner drops what it already has,
+and asks for a resend when a record is missing (an ack never covers a gap). Weights that arrive wait
+in a slot the control loop empties at a step boundary.
+
+Nothing is lost without a count: `send` refuses a record the spool budget (`spool_bytes`, all
+sessions together) cannot take, before it is queued, and the caller holds the robot or drops and
+counts it. A thread that dies (a bad endpoint, an unreadable key) sets `error` and `ended`, so the
+control loop stops instead of waiting for a learner forever."""
 
 from __future__ import annotations
 
@@ -23,10 +29,16 @@ import zmq.auth
 
 from actors.config import TransportConfig
 from actors.spool import Spool
-from formats.wire import Limits, WireError, decode, encode, unpack_weights
+from formats.wire import Limits, WireError, decode, encode, frame_table, unpack_weights
 
 _log = logging.getLogger(__name__)
 _RESEND_BUDGET = 64  # spooled records sent per loop turn while catching up
+_REWIND_EVERY_S = 1.0  # the same resend request is honoured at most this often (in-flight records repeat it)
+
+
+def record_bytes(frames: list) -> int:
+    """What one record takes in the spool (actors.spool stores wire.pack_frames of it)."""
+    return len(frame_table(frames)) + sum(memoryview(f).nbytes for f in frames)
 
 
 class ActorTransport:
@@ -63,10 +75,19 @@ class ActorTransport:
         self.spool = self.spools[session] = Spool(root / session, config.spool_bytes)
         self.welcome: dict[str, Any] | None = None
         self.welcomed = threading.Event()
-        self.learner_done = threading.Event()  # the learner said training is over
-        self.error: str | None = None
+        self.ended = threading.Event()  # stop acting: the learner said training is over, or `error`
+        self.error: str | None = None  # why this actor cannot go on (refused, or the thread died)
         self.acked_through = -1  # of this session
-        self._outbox: collections.deque = collections.deque()
+        self.unspooled = 0  # records handed over that never reached the spool (a failing disk)
+        self._outbox: collections.deque = collections.deque()  # (seq, frames, bytes)
+        self._budget = threading.Lock()
+        self._queued_bytes = 0  # in the outbox, not spooled yet
+        self._spooled_bytes = sum(s.nbytes for s in self.spools.values())  # all sessions' spools
+        self._hellos = 0  # hellos sent: a welcome names the one it answers (older ones are stale)
+        self._rewound: tuple[str, int, float] | None = None  # last honoured resend request
+        self._refusal: str | None = None  # why the learner keeps turning this actor away, logged once
+        self._silent_since = time.monotonic()  # no welcome since then (while not connected)
+        self._next_silence_warning = config.answer_timeout_s
         self._weights: tuple[int, dict[str, np.ndarray]] | None = None
         self._weights_lock = threading.Lock()
         self._connected = False
@@ -79,9 +100,27 @@ class ActorTransport:
     def start(self) -> None:
         self._thread.start()
 
-    def send(self, seq: int, frames: list) -> None:
-        """Queue one record (never blocks)."""
-        self._outbox.append((seq, frames))
+    def send(self, seq: int, frames: list) -> bool:
+        """Queue one record unless the spool budget cannot take it (then False, and nothing was
+        queued: the caller holds the robot until acks free room, or drops and counts). Never blocks."""
+        size = record_bytes(frames)
+        with self._budget:
+            if self._spooled_bytes + self._queued_bytes + size > self.config.spool_bytes:
+                return False
+            self._queued_bytes += size
+        self._outbox.append((seq, frames, size))
+        return True
+
+    @property
+    def unacked(self) -> int:
+        """This session's records not acked yet: spooled, or queued for the spool."""
+        return len(self.spool) + len(self._outbox)
+
+    def spool_usage(self) -> str:
+        with self._budget:
+            used = self._spooled_bytes + self._queued_bytes
+        budget = self.config.spool_bytes / 1e6
+        return f"{self.unacked} records, {used / 1e6:.1f} of --spool-bytes {budget:.1f} MB"
 
     def take_weights(self) -> tuple[int, dict[str, np.ndarray]] | None:
         """The newest weights that arrived since the last call, or None."""
@@ -90,15 +129,30 @@ class ActorTransport:
         return weights
 
     def close(self, wait_s: float = 10.0, last_seq: int = -1) -> None:
-        """Wait (at most `wait_s`) until every record through `last_seq` is acked, then say bye."""
+        """Wait (at most `wait_s`) until every record through `last_seq` is acked, then say bye.
+        Records still queued are spooled first (resent by the next session); `unspooled` counts any
+        the disk would not take."""
         deadline = time.monotonic() + wait_s
         while self.acked_through < last_seq and time.monotonic() < deadline and self._thread.is_alive():
             time.sleep(0.01)
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._outbox and not self._thread.is_alive():
+            self._spool_outbox(None)  # a thread that died left them
+        self.unspooled = len(self._outbox)
+        if self.unspooled:
+            _log.error("spool: %d records could not be written and are lost", self.unspooled)
 
     # -- the thread ----------------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._serve()
+        except Exception as error:  # noqa: BLE001 (any failure must reach the control loop)
+            self.error = f"the link to the learner failed: {type(error).__name__}: {error}"
+            _log.error("%s", self.error)
+            self.ended.set()
+
+    def _serve(self) -> None:
         context = zmq.Context()
         socket = context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
@@ -120,18 +174,22 @@ class ActorTransport:
                 now = time.monotonic()
                 if not self._connected and now >= next_hello:
                     next_hello = now + 1.0
-                    self._try_send(socket, encode("hello", self.hello))
+                    self._hellos += 1
+                    self._try_send(socket, encode("hello", {**self.hello, "hello": self._hellos}))
+                    self._warn_if_unanswered(now)
                 if socket.poll(5, zmq.POLLIN):
                     last_heard = self._receive(socket)
                 if self._connected and time.monotonic() - last_heard > self.config.learner_timeout_s:
                     _log.warning("learner silent for %.0f s: reconnecting", time.monotonic() - last_heard)
-                    self._connected = False
-                self._drain_outbox(socket)
+                    self._disconnected()
+                self._spool_outbox(socket)
                 if self._connected:
                     self._resend(socket)
+                    self._count_spooled()  # a damaged record moved aside frees its bytes
                     if now >= next_heartbeat:
                         next_heartbeat = now + self.config.heartbeat_s
                         self._try_send(socket, encode("heartbeat", {"actor": self.actor_id}))
+            self._spool_outbox(socket)
             if self._connected:
                 self._try_send(socket, encode("bye", {"actor": self.actor_id}))
         finally:
@@ -151,17 +209,39 @@ class ActorTransport:
             except (WireError, KeyError, TypeError, ValueError) as error:
                 _log.warning("bad message from the learner: %s", error)
 
+    def _warn_if_unanswered(self, now: float) -> None:
+        """One line after `answer_timeout_s` without a welcome, then at doubling intervals."""
+        silent = now - self._silent_since
+        if silent >= self._next_silence_warning:
+            self._next_silence_warning *= 2
+            _log.warning(
+                "no answer from the learner at %s for %.0f s: is it running there? With CURVE, check "
+                "--learner-key and that this actor's public key is in the learner's --allow-keys",
+                self.config.learner,
+                silent,
+            )
+
+    def _disconnected(self) -> None:
+        self._connected = False
+        self._silent_since = time.monotonic()
+        self._next_silence_warning = self.config.answer_timeout_s
+
     def _handle(self, kind: str, header: dict, arrays: dict) -> None:
         if kind == "welcome":
+            if header.get("hello", self._hellos) != self._hellos:
+                return  # the answer to an older hello (queued while the learner was stalled)
             if self._incarnation not in (None, header["learner"]):
                 _log.info("a restarted learner answered: resending every unacked record")
+            if self._refusal is not None:
+                _log.info("the learner accepted this actor now")
+                self._refusal = None
             self._incarnation, self.welcome = header["learner"], header
             self._connected = True
             self._cursor = {}  # resend all that is unacked; the learner drops duplicates
             self.welcomed.set()
         elif kind == "heartbeat":
-            if header.get("learner") != self._incarnation:
-                self._connected = False  # a learner that does not know us: say hello
+            if self._connected and header.get("learner") != self._incarnation:
+                self._disconnected()  # a learner that does not know us: say hello
         elif kind == "ack":
             spool = self.spools.get(header["session"])
             if spool is not None:
@@ -169,8 +249,11 @@ class ActorTransport:
                 if spool is not self.spool and len(spool) == 0:
                     shutil.rmtree(spool.directory, ignore_errors=True)
                     del self.spools[header["session"]]
+                self._count_spooled()
             if header["session"] == self.session:
                 self.acked_through = max(self.acked_through, int(header["through"]))
+        elif kind == "resend":
+            self._rewind(str(header["session"]), int(header["after"]))
         elif kind == "weights":
             tensors = unpack_weights(header["tensors"], arrays["blob"])
             with self._weights_lock:
@@ -178,27 +261,59 @@ class ActorTransport:
         elif kind == "bye":
             reason = str(header.get("reason", ""))
             if reason == "done":  # stay connected: the last records still need their acks
-                self.learner_done.set()
+                self.ended.set()
                 return
-            self._connected = False
-            if reason.startswith("spec mismatch"):
-                self.error = reason
-                self.learner_done.set()
+            if self._connected:
+                self._disconnected()
+            if header.get("refused"):  # this actor can never be let in as it is: stop, say why
+                self.error = f"the learner refused this actor: {reason}"
+                self.ended.set()
+            elif header.get("retry") and reason != self._refusal:
+                _log.warning("the learner turned this actor away: %s (saying hello again)", reason)
+                self._refusal = reason
 
-    def _drain_outbox(self, socket: zmq.Socket) -> None:
-        """Spool each new record; send it straight away when nothing older is waiting."""
+    def _rewind(self, session: str, after: int) -> None:
+        """The learner misses the record after `after` (lost on the way): send again from there.
+        Records already in flight each repeat the request, so the same one is honoured once a second."""
+        now = time.monotonic()
+        if self._cursor.get(session, -1) <= after:
+            return
+        if (
+            self._rewound
+            and self._rewound[:2] == (session, after)
+            and now - self._rewound[2] < _REWIND_EVERY_S
+        ):
+            return
+        self._rewound = (session, after, now)
+        self._cursor[session] = after
+        _log.info("the learner misses records of session %s after seq %d: resending", session, after)
+
+    def _count_spooled(self) -> None:
+        total = sum(s.nbytes for s in self.spools.values())
+        with self._budget:
+            self._spooled_bytes = total
+
+    def _spool_outbox(self, socket: zmq.Socket | None) -> None:
+        """Spool each new record; send it straight away when nothing older is waiting. A record the
+        disk will not take stays queued (and in the budget) and is tried again next turn, so a
+        failing disk fills the budget and the control loop holds: none is dropped here."""
         while self._outbox:
-            seq, frames = self._outbox.popleft()
+            seq, frames, size = self._outbox[0]
             try:
-                self.spool.put(seq, frames)
-            except OSError as error:  # a full or failing disk: keep streaming, say so now and then
+                stored = self.spool.put(seq, frames)
+            except OSError as error:
+                stored = False
                 self.spool.refused += 1
-                if self.spool.refused & (self.spool.refused - 1) == 0:
-                    _log.warning(
-                        "spool: cannot write record %d (%s); %d not spooled", seq, error, self.spool.refused
-                    )
+                if self.spool.refused & (self.spool.refused - 1) == 0:  # 1st, 2nd, 4th, ... failure
+                    _log.warning("spool: cannot write record %d (%s); retrying", seq, error)
+            if not stored:
+                return
+            self._outbox.popleft()
+            with self._budget:
+                self._queued_bytes -= size
+                self._spooled_bytes += size
             in_order = self._cursor.get(self.session, -1) == seq - 1 and self._caught_up()
-            if self._connected and in_order and self._try_send(socket, frames):
+            if socket is not None and self._connected and in_order and self._try_send(socket, frames):
                 self._cursor[self.session] = seq
 
     def _caught_up(self) -> bool:

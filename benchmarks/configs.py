@@ -4,19 +4,21 @@ so a comparison is the same command line twice."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Literal
+
+from learner.configs import IMAGE_SIZE
 
 
 @dataclass(frozen=True)
 class BenchSimConfig:
     task: str = "PickCube"
     """Task id or short name."""
-    steps: int = 1000
+    steps: int = field(default=1000, metadata={"min": 1})
     """Env steps per timed run."""
-    repeats: int = 5
+    repeats: int = field(default=5, metadata={"min": 1})
     """Timed runs; the median is reported."""
-    image_size: int = 128
+    image_size: int = field(default=128, metadata=IMAGE_SIZE)
     """Square camera frame size (pixels mode)."""
 
 
@@ -28,15 +30,15 @@ class LearnerShapes:
     """Observation mode."""
     encoder: Literal["conv", "resnet18"] = "conv"
     """Image encoder (pixels)."""
-    critics: int = 10
+    critics: int = field(default=10, metadata={"min": 1})
     """Critic ensemble size."""
-    batch: int = 256
+    batch: int = field(default=256, metadata={"min": 1})
     """Transitions per update."""
-    image_size: int = 128
+    image_size: int = field(default=128, metadata=IMAGE_SIZE)
     """Square camera frame size (pixels)."""
-    cameras: int = 2
+    cameras: int = field(default=2, metadata={"min": 1})
     """Camera frames per step (pixels)."""
-    seconds: float = 10.0
+    seconds: float = field(default=10.0, metadata={"gt": 0})
     """Measuring time."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
@@ -46,9 +48,9 @@ class LearnerShapes:
 class BenchLearnerConfig(LearnerShapes):
     task: str = "PickCube"
     """Task whose state/action shapes to use."""
-    state_dim: int | None = None
+    state_dim: int | None = field(default=None, metadata={"min": 1})
     """Override the task's state dimension."""
-    action_dim: int | None = None
+    action_dim: int | None = field(default=None, metadata={"min": 1})
     """Override the task's action dimension."""
     critic_impl: Literal["auto", "vectorized", "loop"] = "auto"
     """Critic ensemble kind."""
@@ -56,29 +58,29 @@ class BenchLearnerConfig(LearnerShapes):
 
 @dataclass(frozen=True)
 class BenchTransportConfig:
-    senders: int = 2
+    senders: int = field(default=2, metadata={"min": 1})
     """Sender processes for the ingest run."""
-    steps: int = 3000
+    steps: int = field(default=3000, metadata={"min": 1})
     """Step records per sender per run."""
-    repeats: int = 3
+    repeats: int = field(default=3, metadata={"min": 1})
     """Ingest runs; the median is reported."""
-    actors: int = 4
+    actors: int = field(default=4, metadata={"min": 1})
     """Actor processes receiving weights."""
-    weights_mb: float = 10.0
+    weights_mb: float = field(default=10.0, metadata={"gt": 0})
     """Policy size in MB."""
-    pushes: int = 40
+    pushes: int = field(default=40, metadata={"min": 1})
     """Weight pushes (0.25 s apart)."""
-    send_steps: int = 1000
+    send_steps: int = field(default=1000, metadata={"min": 1})
     """Steps timed at 100 Hz."""
-    image_size: int = 128
+    image_size: int = field(default=128, metadata=IMAGE_SIZE)
     """Square camera frames, 2 cameras."""
 
 
 @dataclass(frozen=True)
 class BenchLeRobotConfig(LearnerShapes):
-    state_dim: int = 14
+    state_dim: int = field(default=14, metadata={"min": 1})
     """State dimension."""
-    action_dim: int = 4
+    action_dim: int = field(default=4, metadata={"min": 1})
     """Action dimension."""
     compile: bool = True
     """LeRobot's use_torch_compile (on by default in its SACConfig)."""

@@ -24,6 +24,8 @@ import numpy as np
 CAMERAS = ("front", "wrist")
 STATE_DIM, ACTION_DIM, EPISODE = 32, 7, 100
 
+_TASK = "bench"  # the learner checks that an actor's hello names its task
+
 
 def _spec(image_size: int):
     from formats.wire import RecordSpec
@@ -58,7 +60,7 @@ def _serving(image_size: int, capacity: int, journal_root: str | None = None):
         spec = _spec(image_size)
         buffer = ReplayBuffer(capacity, STATE_DIM, ACTION_DIM, spec.image_shapes)
         ingest = Ingest(spec, buffer, Journal(Path(tmp) / "journal"))
-        welcome = {"task": "bench", "obs": "pixels", "agent": {}, "random_steps": 0}
+        welcome = {"task": _TASK, "obs": "pixels", "agent": {}, "random_steps": 0}
         # The bench's senders send no heartbeats: never mark one dead (its later steps would be refused).
         config = ServerConfig(bind="tcp://127.0.0.1:*", heartbeat_s=0.5, actor_timeout_s=STALL_S)
         server = LearnerServer(config, ingest, welcome)
@@ -99,7 +101,7 @@ def _sender(endpoint: str, actor: str, steps: int, image_size: int, go) -> None:
     socket = context.socket(zmq.DEALER)
     socket.connect(endpoint)
     messages = [encode_step(_record(actor, session, seq, image_size, frames)) for seq in range(steps)]
-    hello = {"actor": actor, "session": session, "spec": _spec(image_size).to_json()}
+    hello = {"actor": actor, "session": session, "task": _TASK, "spec": _spec(image_size).to_json()}
     socket.send_multipart(encode("hello", hello))
     socket.recv_multipart()  # welcome
     go.wait()
@@ -162,7 +164,7 @@ def _weights_receiver(endpoint: str, actor: str, pushes: int, out, image_size: i
     from actors.transport import ActorTransport
 
     with tempfile.TemporaryDirectory() as spool:
-        hello = {"spec": _spec(image_size).to_json()}
+        hello = {"task": _TASK, "spec": _spec(image_size).to_json()}
         transport = ActorTransport(
             TransportConfig(learner=endpoint), actor, uuid.uuid4().hex[:12], spool, hello
         )
@@ -213,7 +215,7 @@ def measure_send_overhead(steps: int, hz: float, image_size: int) -> list[float]
     frames = {name: rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8) for name in CAMERAS}
     with _serving(image_size, steps + steps // EPISODE + 8) as (_, ingest, endpoint, tmp):
         session = uuid.uuid4().hex[:12]
-        hello = {"spec": _spec(image_size).to_json()}
+        hello = {"task": _TASK, "spec": _spec(image_size).to_json()}
         transport = ActorTransport(TransportConfig(learner=endpoint), "bench", session, tmp / "spool", hello)
         transport.start()
         transport.welcomed.wait(30)

@@ -114,6 +114,10 @@ class RobotEnv(gym.Env):
         frames = self._frames if self._frames is not None else self.robot.get_frames()
         return frames[self.robot.camera_names[0]]
 
+    def hold_still(self) -> None:
+        """Stop the arm where it is (Robot.stop): the actor calls it when it must wait mid-episode."""
+        self.robot.stop()
+
     def close(self) -> None:
         self.robot.close()
 

@@ -14,6 +14,18 @@ A config is a dataclass whose fields are int, float, str, bool, Literal[...], X 
     add_dataclass_arguments(parser, SACConfig)  # --lr FLOAT  Adam learning rate. (default: 0.0003)
     config = dataclass_from_args(SACConfig, parser.parse_args())
     save_config(config, run_dir / "sac.json")  # and later: load_config(SACConfig, run_dir / "sac.json")
+
+Valid values are declared in field metadata, shown in --help and enforced by `dataclass_from_args` and
+`from_dict` (one ValueError naming the flag, or the dotted JSON key):
+
+    steps: int = field(default=20_000, metadata={"min": 1})  # --steps INT ... (default: 20000; >= 1)
+    gamma: float = field(default=0.99, metadata={"gt": 0.0, "max": 1.0})  # "min"/"max" include the
+    # limit, "gt"/"lt" exclude it; on a tuple field every item is checked
+
+On the command line only (a saved config must load on another machine), `dataclass_from_args` also
+checks paths, `metadata={"path": KIND}` with KIND one of `PATH_KINDS`, and then calls the config's
+`check(self) -> None` if it has one (nested configs first), for rules across fields. Its ValueError
+should name the flags (`--contact-sheet needs --obs pixels`).
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import operator
 import os
 import types
 import typing
@@ -34,6 +47,7 @@ from typing import Any, Literal, TypeVar, Union
 from formats.files import atomic_write
 
 __all__ = [
+    "PATH_KINDS",
     "add_dataclass_arguments",
     "dataclass_from_args",
     "from_dict",
@@ -48,6 +62,23 @@ NONE_WORD = "none"
 """What a user types for None on the command line (any case)."""
 
 _SCALARS: tuple[type, ...] = (int, float, str)
+
+_BOUNDS = {
+    "min": (">=", operator.ge),
+    "gt": (">", operator.gt),
+    "max": ("<=", operator.le),
+    "lt": ("<", operator.lt),
+}
+"""Bound keys of field metadata (lower bounds first): how --help and errors write them, and the test
+a value must pass."""
+
+PATH_KINDS = {
+    "existing_file": "an existing file",
+    "existing_dir": "an existing directory",
+    "output_dir": "a directory, created if missing",
+    "output_file": "a file to write",
+}
+"""Kinds of `metadata={"path": KIND}` and how --help describes them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +99,15 @@ class _ConfigField:
     field: dataclasses.Field
     type: _FieldType
     help: str | None
+    bounds: tuple[tuple[str, Any], ...] = ()  # (metadata key, limit), lower bound first
+    path: str | None = None  # a PATH_KINDS key
+
+    def limits_text(self) -> str:
+        """The valid values as --help writes them after the default: '>= 1', '> 0, <= 1', 'each >= 1'."""
+        if self.path is not None:
+            return PATH_KINDS[self.path]
+        text = ", ".join(f"{_BOUNDS[key][0]} {_show(limit)}" for key, limit in self.bounds)
+        return f"each {text}" if self.type.items is not None else text
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -89,8 +129,29 @@ def _config_fields(cls: type) -> tuple[_ConfigField, ...]:
             continue
         field_type = _parse_type(hints[f.name], cls, f.name)
         help_text = docs.get(f.name) or f.metadata.get("help")
-        result.append(_ConfigField(f.name, f, field_type, help_text))
+        bounds, path = _parse_limits(f, field_type, cls)
+        result.append(_ConfigField(f.name, f, field_type, help_text, bounds, path))
     return tuple(result)
+
+
+def _parse_limits(f: dataclasses.Field, ft: _FieldType, owner: type) -> tuple[tuple, str | None]:
+    """The field's bounds and path kind from its metadata, refusing ones its type cannot have."""
+    where = f"{owner.__qualname__}.{f.name}"
+    bounds = tuple((key, f.metadata[key]) for key in _BOUNDS if key in f.metadata)
+    if bounds:
+        numeric = (ft.scalar,) if ft.scalar is not None else ft.items or ()
+        if not numeric or not all(kind in (int, float) for kind in numeric):
+            raise TypeError(f"{where}: bounds need an int or float field (or a tuple of them)")
+        keys = {key for key, _ in bounds}
+        if {"min", "gt"} <= keys or {"max", "lt"} <= keys:
+            raise TypeError(f"{where}: give one lower bound (min or gt) and one upper (max or lt)")
+    path = f.metadata.get("path")
+    if path is not None:
+        if path not in PATH_KINDS:
+            raise TypeError(f"{where}: path kind must be one of {sorted(PATH_KINDS)}, got {path!r}")
+        if ft.scalar is not str or bounds:
+            raise TypeError(f"{where}: a path field must be a str (or str | None) without bounds")
+    return bounds, path
 
 
 def _parse_type(hint: Any, owner: type, name: str) -> _FieldType:
@@ -280,7 +341,8 @@ def add_dataclass_arguments(
             continue
 
         required = default is dataclasses.MISSING
-        suffix = "(required)" if required else f"(default: {_show(default)})"
+        suffix = "required" if required else f"default: {_show(default)}"
+        suffix = f"({suffix}; {cf.limits_text()})" if cf.bounds or cf.path else f"({suffix})"
         help_text = f"{cf.help} {suffix}" if cf.help else suffix
         kwargs: dict[str, Any] = {"dest": _dest(prefix, cf.name), "required": required}
         if not required:
@@ -337,8 +399,11 @@ def _add_positional(parser, cf: _ConfigField, kwargs: dict[str, Any]) -> argpars
 def dataclass_from_args(cls: type[T], namespace: argparse.Namespace, *, prefix: str = "") -> T:
     """Rebuild the (nested) config `cls` from arguments parsed after `add_dataclass_arguments` with the
     same prefix. Flags not given keep the defaults that were registered with them; fields with no
-    attribute in the namespace at all keep the dataclass's defaults."""
-    return _from_args(cls, namespace, prefix, dataclasses.MISSING)
+    attribute in the namespace at all keep the dataclass's defaults. Then checks bounds and paths and
+    calls `check()`: a bad value raises ValueError naming its flag (`--steps must be >= 1, got 0`)."""
+    config = _from_args(cls, namespace, prefix, dataclasses.MISSING)
+    _validate(config, prefix, command_line=True)
+    return config
 
 
 def _from_args(cls: type, namespace: argparse.Namespace, prefix: str, base: Any) -> Any:
@@ -376,6 +441,66 @@ def _build(cls: type, kwargs: dict[str, Any], base: Any, where: str) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Valid values
+
+
+def _validate(config: object, prefix: str, *, command_line: bool) -> None:
+    """Raise ValueError at the first field out of its bounds (nested configs first), naming it as the
+    user wrote it: `--agent.critic-lr` on the command line, `agent.critic_lr` in JSON. On the
+    command line also check path fields, then call `config.check()` if the class defines one."""
+    for cf in _config_fields(type(config)):
+        value = getattr(config, cf.name)
+        if cf.type.nested is not None:
+            nested = cf.name.replace("_", "-") if command_line else cf.name
+            _validate(value, f"{prefix}{nested}.", command_line=command_line)
+            continue
+        if cf.field.metadata.get("positional") and command_line:
+            name = cf.name.upper()  # its metavar
+        else:
+            name = _flag(prefix, cf.name) if command_line else prefix + cf.name
+        _check_bounds(cf, value, name)
+        if command_line and cf.path is not None and value is not None:
+            problem = _path_problem(value, cf.path)
+            if problem:
+                raise ValueError(f"{name} {value}: {problem}")
+    check = getattr(config, "check", None)
+    if command_line and callable(check):
+        check()
+
+
+def _check_bounds(cf: _ConfigField, value: Any, name: str) -> None:
+    if value is None or not cf.bounds:
+        return
+    for item in value if isinstance(value, tuple) else (value,):
+        # `not passes` rather than `fails`: NaN passes no comparison, so it is out of every bound.
+        if not all(_BOUNDS[key][1](item, limit) for key, limit in cf.bounds):
+            what = f"every {name} value" if isinstance(value, tuple) else name
+            valid = " and ".join(f"{_BOUNDS[key][0]} {_show(limit)}" for key, limit in cf.bounds)
+            raise ValueError(f"{what} must be {valid}, got {_show(item)}")
+
+
+def _path_problem(path: str | os.PathLike[str], kind: str) -> str | None:
+    """What is wrong with `path` as a `kind` path (a PATH_KINDS key), or None. An output may exist (a
+    directory for output_dir, not one for output_file); otherwise its nearest existing ancestor must
+    be a directory, so that it can be created."""
+    path = Path(path)
+    if kind == "existing_file":
+        return None if path.is_file() else "not a file" if path.exists() else "no such file"
+    if kind == "existing_dir":
+        return None if path.is_dir() else "not a directory" if path.exists() else "no such directory"
+    if path.exists():
+        if kind == "output_dir" and not path.is_dir():
+            return "exists and is not a directory"
+        if kind == "output_file" and path.is_dir():
+            return "is a directory"
+        return None
+    ancestor = next((p for p in path.absolute().parents if p.exists()), None)
+    if ancestor is not None and not ancestor.is_dir():
+        return f"cannot be created: {ancestor} is not a directory"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------
 # JSON
 
 
@@ -395,9 +520,12 @@ def _to_json(value: Any) -> Any:
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Inverse of `to_dict`, checking each value against its field's type. Missing keys keep their
-    defaults; unknown keys or wrong values raise ValueError naming them (dotted for nested configs)."""
-    return _from_json_object(cls, data, "", dataclasses.MISSING)
+    """Inverse of `to_dict`, checking each value against its field's type and bounds. Missing keys keep
+    their defaults; unknown keys or wrong values raise ValueError naming them (dotted for nested
+    configs). Paths and `check()` are left to the command line."""
+    config = _from_json_object(cls, data, "", dataclasses.MISSING)
+    _validate(config, "", command_line=False)
+    return config
 
 
 def _from_json_object(cls: type, data: Any, where: str, base: Any) -> Any:

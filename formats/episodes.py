@@ -2,14 +2,16 @@
 the learner. A directory holds one compressed `.npz` per episode plus `manifest.json`:
 
     manifest.json          {"format", "version", "task", "obs_mode", "obs_spec", "action_dim",
-                            "source", "episodes": [{"file", "length", "return", "success", "sha256"}]}
+                            "source", "episodes": [{"file", "length", "return", "success", "sha256",
+                            "seed" (recorders that seed their episodes)}]}
     episode_000000.npz     state (T+1, n) float32, image_<camera> (T+1, H, W, 3) uint8,
                            action (T, A) float32, reward (T,) float32, terminated / truncated /
                            success / intervened (T,) bool, safety_margin (T,) float32
 
 Observation t pairs with action t; row T is the final observation. Files and manifest are written
 to a temporary name, fsynced and renamed, so a crash never leaves a half-written file under a real
-name; a truncated or corrupt file raises `EpisodeFormatError` naming it."""
+name; a truncated or corrupt file, or one whose shapes differ from the manifest's `obs_spec` /
+`action_dim`, raises `EpisodeFormatError` naming it."""
 
 from __future__ import annotations
 
@@ -134,6 +136,60 @@ def obs_spec_of(episode: Episode) -> dict[str, Any]:
     }
 
 
+def spec_difference(
+    spec: dict[str, Any], action_dim: int, other: dict[str, Any], other_action_dim: int
+) -> str | None:
+    """The first way an (obs spec, action dim) pair differs from another, in words (this vs other),
+    or None when they agree."""
+    if list(spec["state"]) != list(other["state"]):
+        return f"state dim {spec['state']} vs {other['state']}"
+    if sorted(spec["images"]) != sorted(other["images"]):
+        return f"cameras {sorted(spec['images'])} vs {sorted(other['images'])}"
+    for name, shape in spec["images"].items():
+        if list(shape) != list(other["images"][name]):
+            return f"image_{name} {list(shape)} vs {list(other['images'][name])}"
+    if int(action_dim) != int(other_action_dim):
+        return f"action dim {action_dim} vs {other_action_dim}"
+    return None
+
+
+def check_manifest(
+    manifest: dict[str, Any],
+    directory: str | Path,
+    *,
+    task: str,
+    obs_spec: dict[str, Any],
+    action_dim: int,
+    whose: str = "this run's",
+) -> None:
+    """Refuse demos recorded for another task or with other observations/actions than `whose`
+    (e.g. a learner's), naming both."""
+    if manifest["task"] != task:
+        raise EpisodeFormatError(
+            f"{directory}: demos of {manifest['task']}, but {whose} task is {task}; "
+            "record demos of that task or choose another directory"
+        )
+    if manifest["obs_spec"] is None:  # no episode yet
+        return
+    difference = spec_difference(manifest["obs_spec"], manifest["action_dim"], obs_spec, action_dim)
+    if difference is not None:
+        raise EpisodeFormatError(
+            f"{directory}: the demos' observations/actions ({manifest['obs_mode']}: obs spec "
+            f"{manifest['obs_spec']}, action dim {manifest['action_dim']}) differ from {whose} "
+            f"(obs spec {obs_spec}, action dim {action_dim}): {difference}"
+        )
+
+
+def _check_against_manifest(episode: Episode, manifest: dict[str, Any], path: Path) -> None:
+    spec, action_dim = obs_spec_of(episode), int(episode.action.shape[1])
+    difference = spec_difference(spec, action_dim, manifest["obs_spec"], manifest["action_dim"])
+    if difference is not None:
+        raise EpisodeFormatError(
+            f"{path}: obs spec {spec} / action dim {action_dim} differ from the directory's "
+            f"{manifest['obs_spec']} / {manifest['action_dim']} (file vs manifest: {difference})"
+        )
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -170,31 +226,35 @@ class EpisodeWriter:
                 "episodes": [],
             }
 
-    def add(self, episode: Episode) -> Path:
+    def add(self, episode: Episode, *, seed: int | None = None) -> Path:
+        """Write the episode's file, then the manifest listing it. `seed`: the seed it was rolled
+        out with, kept so that a recorder appending later never repeats one."""
         index = len(self.manifest["episodes"])
         path = self.directory / f"episode_{index:06d}.npz"
         episode.validate(str(path))
-        spec, action_dim = obs_spec_of(episode), int(episode.action.shape[1])
         if self.manifest["obs_spec"] is None:
-            self.manifest["obs_spec"], self.manifest["action_dim"] = spec, action_dim
-        elif spec != self.manifest["obs_spec"] or action_dim != self.manifest["action_dim"]:
-            raise EpisodeFormatError(
-                f"{path}: obs spec {spec} / action dim {action_dim} differ from the "
-                f"directory's {self.manifest['obs_spec']} / {self.manifest['action_dim']}"
-            )
+            self.manifest["obs_spec"] = obs_spec_of(episode)
+            self.manifest["action_dim"] = int(episode.action.shape[1])
+        else:
+            _check_against_manifest(episode, self.manifest, path)
         atomic_write(path, lambda f: np.savez_compressed(f, **episode.arrays()))
-        self.manifest["episodes"].append(
-            {
-                "file": path.name,
-                "length": len(episode),
-                "return": episode.episode_return,
-                "success": episode.succeeded,
-                "sha256": _sha256(path),
-            }
-        )
+        entry = {
+            "file": path.name,
+            "length": len(episode),
+            "return": episode.episode_return,
+            "success": episode.succeeded,
+            "sha256": _sha256(path),
+        }
+        if seed is not None:
+            entry["seed"] = int(seed)
+        self.manifest["episodes"].append(entry)
+        self.save_manifest()
+        return path
+
+    def save_manifest(self) -> None:
+        """(Re)write the manifest; `add` does after every episode."""
         payload = json.dumps(self.manifest, indent=1).encode()
         atomic_write(self.directory / MANIFEST, lambda f: f.write(payload))
-        return path
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
@@ -239,8 +299,15 @@ def load_episode(directory: str | Path, entry: dict[str, Any], *, verify: bool =
 
 
 def iter_episodes(directory: str | Path, *, verify: bool = True) -> Iterator[Episode]:
-    for entry in read_manifest(directory)["episodes"]:
-        yield load_episode(directory, entry, verify=verify)
+    """Every episode of the directory, each checked against the manifest's obs spec and action dim
+    (and, with `verify`, its sha256)."""
+    manifest = read_manifest(directory)
+    for entry in manifest["episodes"]:
+        episode = load_episode(directory, entry, verify=verify)
+        if manifest["obs_spec"] is None:
+            raise EpisodeFormatError(f"{Path(directory) / MANIFEST}: lists episodes but no obs_spec")
+        _check_against_manifest(episode, manifest, Path(directory) / entry["file"])
+        yield episode
 
 
 def summarize(directory: str | Path) -> dict[str, Any]:

@@ -3,33 +3,41 @@ every field into a --flag instantly. Saved as config.json in each run directory.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
+
+IMAGE_SIZE = {"min": 16, "max": 480}
+"""Valid square frame sizes: the conv encoder's four 3x3 layers need >= 15 px, the sim twin's
+offscreen framebuffer is 640x480 (actors.config keeps the same numbers; a test compares them)."""
+
+_BIND = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\*|\d{1,5})|(ipc|inproc)://.+")
 
 
 @dataclass(frozen=True)
 class SACConfig:
-    hidden: tuple[int, ...] = (256, 256)
+    hidden: tuple[int, ...] = field(default=(256, 256), metadata={"min": 1})
     """Hidden layer widths of the actor and of every critic."""
-    critics: int = 10
+    critics: int = field(default=10, metadata={"min": 1})
     """Critic ensemble size E."""
-    critic_subsample: int = 2
+    critic_subsample: int = field(default=2, metadata={"min": 1})
     """M: the target takes the min over a random subset of M critics."""
     critic_impl: Literal["auto", "vectorized", "loop"] = "auto"
     """Ensemble implementation; auto picks the one measured faster on the device."""
     critic_layer_norm: bool = True
     """LayerNorm in every critic hidden layer (RLPD)."""
-    gamma: float = 0.99
+    gamma: float = field(default=0.99, metadata={"gt": 0, "max": 1})
     """Discount per env step."""
-    tau: float = 0.005
+    tau: float = field(default=0.005, metadata={"gt": 0, "max": 1})
     """Polyak rate of the target critic (and target encoder)."""
-    actor_lr: float = 3e-4
+    actor_lr: float = field(default=3e-4, metadata={"gt": 0})
     """Adam learning rate of the actor."""
-    critic_lr: float = 3e-4
+    critic_lr: float = field(default=3e-4, metadata={"gt": 0})
     """Adam learning rate of the critics and the encoder."""
-    temperature_lr: float = 3e-4
+    temperature_lr: float = field(default=3e-4, metadata={"gt": 0})
     """Adam learning rate of the entropy temperature."""
-    init_temperature: float = 0.01
+    init_temperature: float = field(default=0.01, metadata={"gt": 0})
     """Initial entropy temperature. SERL's 1e-2: with sparse 0/1 rewards, RLPD's 1.0 makes the
     entropy bonus dwarf the task return for thousands of updates (measured on PickCube)."""
     target_entropy: float | None = None
@@ -44,7 +52,7 @@ class SACConfig:
     """Image encoder: conv trained from scratch, or frozen ImageNet ResNet-18 + spatial pooling."""
     pretrained_encoder: bool = True
     """Load ImageNet weights for resnet18 (downloaded once to the torch hub cache)."""
-    image_pad: int = 4
+    image_pad: int = field(default=4, metadata={"min": 0})
     """DrQ random-shift padding in pixels (0 disables augmentation)."""
     image_bf16: bool = True
     """bfloat16 autocast for the image encoder where the device has native bf16 (CUDA sm80+, CPUs
@@ -52,9 +60,9 @@ class SACConfig:
     normalize_state: bool = True
     """Standardise the state vector with the demos' mean/std (or the first online data without
     demos), fitted once before the first update and saved with the weights."""
-    gripper_toggle_penalty: float = 0.02
+    gripper_toggle_penalty: float = field(default=0.02, metadata={"min": 0})
     """Hybrid agent: subtracted from the gripper critic's reward per open or close command."""
-    gripper_epsilon: float = 0.1
+    gripper_epsilon: float = field(default=0.1, metadata={"min": 0, "max": 1})
     """Hybrid agent: chance of a uniformly random gripper choice while exploring."""
 
 
@@ -70,83 +78,105 @@ class TrainConfig:
     Box action; no demos, so it explores with --random-steps first)."""
     obs: Literal["state", "pixels"] = "state"
     """Observation mode: privileged state, or proprioception + two camera frames."""
-    image_size: int = 128
+    image_size: int = field(default=128, metadata=IMAGE_SIZE)
     """Square camera frame size (pixels mode)."""
-    steps: int = 20_000
+    steps: int = field(default=20_000, metadata={"min": 1})
     """Env steps to train for."""
     seed: int = 0
     """Seed of the env, the networks and the replay sampling."""
-    utd: int = 1
+    utd: int = field(default=1, metadata={"min": 1})
     """Update-to-data ratio: critic updates per env step (RLPD uses up to 20; each costs a full critic
     step). The throttle: the learner never runs ahead of it, and makes every update it owes."""
-    critic_actor_ratio: int | None = None
+    critic_actor_ratio: int | None = field(default=None, metadata={"min": 1})
     """Critic updates per actor + temperature update (SERL 4, HIL-SERL 2); none means --utd (RLPD:
     one actor update per env step)."""
-    batch_size: int = 256
+    batch_size: int = field(default=256, metadata={"min": 1})
     """Transitions per critic update (half demos, half online by default)."""
-    demo_fraction: float = 0.5
+    demo_fraction: float = field(default=0.5, metadata={"min": 0, "max": 1})
     """Share of each batch drawn from the demo buffer (RLPD: 0.5)."""
-    demos: str | None = None
+    demos: str | None = field(default=None, metadata={"path": "existing_dir"})
     """Demo directory; none records `demo_episodes` scripted demos into <out>/demos first."""
-    demo_episodes: int = 20
+    demo_episodes: int = field(default=20, metadata={"min": 1})
     """Scripted demos to record when --demos is not given."""
-    random_steps: int | None = None
+    random_steps: int | None = field(default=None, metadata={"min": 0})
     """Uniform random actions before the policy acts; none means 0 with demos, else learning_starts."""
-    learning_starts: int = 256
+    learning_starts: int = field(default=256, metadata={"min": 0})
     """Env steps before the first update."""
-    n_step: int = 3
+    n_step: int = field(default=3, metadata={"min": 1})
     """n-step returns in the replay buffer (3: sparse success rewards reach the start of an episode
     3x sooner; PickCube learned with 3 and not with 1 in 10k steps, measured)."""
-    buffer_capacity: int = 200_000
+    buffer_capacity: int = field(default=200_000, metadata={"min": 2})
     """Online replay capacity in observation slots."""
-    eval_every: int = 2_000
+    eval_every: int = field(default=2_000, metadata={"min": 1})
     """Env steps between evaluations (deterministic policy)."""
-    eval_episodes: int = 10
+    eval_episodes: int = field(default=10, metadata={"min": 1})
     """Episodes per evaluation."""
-    log_every: int = 500
+    log_every: int = field(default=500, metadata={"min": 1})
     """Env steps between training-metric rows."""
-    checkpoint_every: int = 5_000
+    checkpoint_every: int = field(default=5_000, metadata={"min": 1})
     """Env steps between checkpoints (one is always written at the end)."""
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = field(default=2, metadata={"min": 1})
     """Newest checkpoint directories kept (older ones and the replay segments only they need go)."""
-    max_nonfinite_updates: int = 10
+    max_nonfinite_updates: int = field(default=10, metadata={"min": 1})
     """Stop training after this many consecutive updates with a NaN/inf loss."""
     device: str = "auto"
     """Torch device of the learner: auto picks cuda when available."""
-    threads: int = 0
+    threads: int = field(default=0, metadata={"min": 0})
     """Torch CPU threads of the learner; 0: every core, less one per local actor process (--actors),
     since a learner whose OpenMP threads share cores with busy actors waits on descheduled threads
     (measured: learning ~10x slower on 2 cores with 2 actors at 40 Hz)."""
     replay_device: str = "auto"
     """Where the replay lives: auto keeps it on the learner's GPU when it needs under half the free
     GPU memory (sampling then never crosses PCIe), else in CPU memory; or cpu / cuda."""
-    actors: int = 0
+    actors: int = field(default=0, metadata={"min": 0})
     """Actor processes started on this machine, streaming to the learner over loopback ZeroMQ (the
     same code as the two-machine setup); 0 runs the actor loop inside this process (debugging)."""
-    actor_hz: float = 10.0
+    actor_hz: float = field(default=10.0, metadata={"min": 0})
     """Control rate of each local actor process (the real robot's 10 Hz); 0 steps as fast as it can."""
-    weights_every: int = 50
+    weights_every: int = field(default=50, metadata={"min": 1})
     """Learner updates between weight pushes to the actors."""
-    weights_every_s: float = 10.0
+    weights_every_s: float = field(default=10.0, metadata={"min": 0})
     """Seconds between weight pushes, whichever comes first."""
     agent: SACConfig = field(default_factory=SACConfig)
+
+    def check(self) -> None:
+        if self.agent.log_std_min >= self.agent.log_std_max:
+            raise ValueError(
+                f"--agent.log-std-min ({self.agent.log_std_min}) must be below --agent.log-std-max "
+                f"({self.agent.log_std_max})"
+            )
 
 
 @dataclass(frozen=True)
 class ServerConfig:
     bind: str = "tcp://127.0.0.1:5555"
     """ZeroMQ endpoint to bind (tcp://*:5555 for every interface; port 0 or * picks a free port)."""
-    curve_secret: str | None = None
+    curve_secret: str | None = field(default=None, metadata={"path": "existing_file"})
     """The learner's NAME.key_secret (from `realrl keys generate`): encrypt all traffic."""
-    allow_keys: str | None = None
+    allow_keys: str | None = field(default=None, metadata={"path": "existing_dir"})
     """Directory of the public NAME.key of every actor allowed in (needed with --curve-secret)."""
-    heartbeat_s: float = 1.0
+    heartbeat_s: float = field(default=1.0, metadata={"gt": 0})
     """Seconds between heartbeats to each actor."""
-    actor_timeout_s: float = 10.0
+    actor_timeout_s: float = field(default=10.0, metadata={"gt": 0})
     """An actor silent this long is marked dead and its state freed."""
-    batch_messages: int = 512
+    batch_messages: int = field(default=512, metadata={"min": 1})
     """Most messages handled per batch (one journal write pass, one round of acks)."""
     fsync_journal: bool = False
     """fsync the journal before acking, so acked steps survive a power cut or OS crash of the
     learner machine too (a SIGKILL of the learner they survive anyway: written is enough for
     that). Costs ingest speed (measured in `realrl bench transport`)."""
+
+    def check(self) -> None:
+        match = _BIND.fullmatch(self.bind)
+        if not match or (match[2] not in (None, "*") and int(match[2]) > 65535):
+            raise ValueError(
+                f"--bind must be tcp://HOST:PORT (HOST may be *, PORT 0 or * picks a free port), "
+                f"ipc://PATH or inproc://NAME, got {self.bind!r}"
+            )
+        if bool(self.curve_secret) != bool(self.allow_keys):
+            raise ValueError(
+                "CURVE needs both --curve-secret (the learner's NAME.key_secret) and --allow-keys DIR "
+                "(the public keys of the allowed actors)"
+            )
+        if self.allow_keys and not any(Path(self.allow_keys).glob("*.key")):
+            raise ValueError(f"--allow-keys {self.allow_keys}: no public NAME.key files there")

@@ -92,6 +92,7 @@ class Ingest:
         self.steps_stored = 0  # over all actors: the learner's env-step clock
         self._pending: list[tuple[Stream, int, StepRecord]] = []
         self._acks: dict[Stream, None] = {}  # streams to ack after the batch, in arrival order
+        self._resends: dict[Stream, None] = {}  # streams that lost a record: ask for it again
         self._replaying_until: dict[Stream, int] = {}  # while replaying: seqs already counted
 
     # -- live ingest (server thread, lock held) ---------------------------------------------------
@@ -128,6 +129,21 @@ class Ingest:
             self.reject(error.reason, actor, str(error))
             return False
         stream = self._stream(record.actor, record.session)
+        if offset is None and stream.last_seq >= 0 and record.seq > stream.last_seq + 1:
+            # Lost on the way (a reconnect drops what was in flight): storing it would let the
+            # cumulative ack cover the missing ones, which the actor would then delete unsent.
+            self.reject(
+                "out_of_order", actor, f"seq {record.seq} after {stream.last_seq}: asked for a resend"
+            )
+            self._resends[stream] = None
+            return False
+        if stream.last_seq < 0 and record.seq > 0 and offset is None:
+            _log.info(
+                "actor %s session %s starts at seq %d (the records before it were acked by an earlier run)",
+                actor,
+                record.session,
+                record.seq,
+            )
         replayed = offset is not None and record.seq <= self._replaying_until.get(stream, -1)
         if not replayed:
             stats.steps_received += 1
@@ -156,6 +172,13 @@ class Ingest:
         acks = [(s.actor, s.session, s.last_seq) for s in self._acks if s.last_seq >= 0]
         self._acks.clear()
         return acks
+
+    def take_resends(self) -> list[tuple[str, str, int]]:
+        """(actor, session, newest seq stored) of each stream whose next record went missing in this
+        batch: the actor sends again from there."""
+        resends = [(s.actor, s.session, s.last_seq) for s in self._resends]
+        self._resends.clear()
+        return resends
 
     def end_session(self, actor: str, session: str) -> None:
         """The session is over (dead, or replaced by a new one): store what it left and free it."""

@@ -8,29 +8,36 @@ source delivers steps faster than the updates are made (sim actors at full speed
 going after `steps` env steps arrived until it has made every update the schedule owes: a real
 robot's steps are the expensive resource, so none goes unlearned, and pacing the actors would tie
 their control rate to the learner's speed. On `stop` (SIGINT/SIGTERM) it stops the source (so
-everything acked is in the replay), checkpoints and writes a final row with the final counts."""
+everything acked is in the replay), checkpoints and writes a final row with the final counts.
+
+One process at a time holds a run directory (a lock, from open_run to the end of run()); --resume
+continues a run where its checkpoint left it, and rows of metrics.jsonl never go back."""
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import os
 import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from formats.config import load_config, save_config
+from formats.config import from_dict, save_config, to_dict
 from formats.episodes import Episode, read_manifest
-from learner.checkpoints import Checkpoints
+from formats.files import DirectoryLock
+from formats.progress import progress_bar
+from learner.checkpoints import Checkpoints, read_counters
 from learner.configs import TrainConfig
-from learner.metrics import MetricsWriter
+from learner.metrics import MetricsWriter, read_rows
 from learner.replay import MixedSampler, ReplayBuffer
 from learner.replay_log import ReplayLog
 from learner.sac import SACAlgorithm
@@ -47,18 +54,138 @@ class TrainingError(RuntimeError):
 
 
 # -- the run directory and the replay -------------------------------------------------------------
-def open_run(config: TrainConfig, out: Path, resume: bool) -> TrainConfig:
-    """The config this run trains with, saved as <out>/config.json. A run directory is never
-    overwritten without --resume; a resumed run keeps its saved config (and may train longer)."""
-    if not resume and ((out / "metrics.jsonl").exists() or (out / "checkpoints").exists()):
-        raise ValueError(f"{out} already holds a run: pass --resume to continue it, or a new --out")
-    if resume and (out / "config.json").exists():
-        saved = load_config(TrainConfig, out / "config.json")
-        config = replace(saved, steps=max(config.steps, saved.steps))
+RUN_FIELDS = frozenset(
+    {
+        "algorithm",
+        "task",
+        "env",
+        "obs",
+        "image_size",
+        "seed",
+        "n_step",
+        "buffer_capacity",
+        "demos",
+        "demo_episodes",
+        "agent.hidden",
+        "agent.critics",
+        "agent.critic_impl",
+        "agent.critic_layer_norm",
+        "agent.encoder",
+    }
+)
+"""Fields a --resume cannot change: they shape the networks, the replay or the demos that the
+checkpoint holds (other values make another run, in another --out)."""
+
+
+def open_run(config: TrainConfig, out: Path, resume: bool) -> tuple[TrainConfig, DirectoryLock]:
+    """Lock <out> for this process until the run ends (another process is refused, naming this one's
+    PID); returns the config the run trains with, saved as <out>/config.json, and the lock.
+
+    A run directory is never overwritten without --resume, and --resume needs one that holds a run.
+    A resumed run keeps its saved config but for the fields `config` changes (from the command line,
+    the saved config with the flags the user passed: realrl.commands.train.config_for_resume); they
+    must not be RUN_FIELDS, and are checked, listed in one log line and saved."""
+    if resume and not (out / "config.json").exists():  # asked first: the lock creates <out>
+        saved_config(out)
+    lock = DirectoryLock(out, "run directory")
+    try:
+        if resume:
+            config = _resumed(config, out)
+        elif (out / "metrics.jsonl").exists() or (out / "checkpoints").exists():
+            raise ValueError(f"{out} already holds a run: pass --resume to continue it, or a new --out")
+        check_config(config)
+        save_config(config, out / "config.json")
+    except BaseException:
+        lock.release()
+        raise
+    return config, lock
+
+
+def check_config(config: TrainConfig) -> None:
+    """What the loop needs of a config beyond each field's bounds (which formats.config checks)."""
     if config.keep_checkpoints < 1:
         raise ValueError(f"--keep-checkpoints must be >= 1, got {config.keep_checkpoints}")
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.json")
+    if config.critic_actor_ratio is not None and config.critic_actor_ratio < 1:
+        raise ValueError(f"--critic-actor-ratio must be >= 1, got {config.critic_actor_ratio}")
+
+
+def no_checkpoint(out: Path, why: str) -> ValueError:
+    return ValueError(f"--resume: {out} holds no checkpoint ({why})")
+
+
+def saved_config(out: Path) -> dict[str, Any]:
+    """<out>/config.json as plain JSON, not checked yet: a bad saved value must not stop a --resume
+    that gives its flag again."""
+    path = out / "config.json"
+    if not path.exists():
+        raise no_checkpoint(out, "no run was started there; leave out --resume to start one")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
+
+
+def with_fields(
+    saved: dict[str, Any], config: TrainConfig, names: Iterable[str], where: Path
+) -> tuple[TrainConfig, dict[str, tuple[Any, Any]]]:
+    """The `saved` config (JSON) with the fields `names` (dotted: `agent.actor_lr`) taken from
+    `config`, checked as a loaded config is; and those that changed: name -> (saved, new), as JSON."""
+    wanted, merged, changes = to_dict(config), copy.deepcopy(saved), {}
+    for name in sorted(names):
+        old, new = _json_field(saved, name), _json_field(wanted, name)
+        if old != new:
+            changes[name] = (old, new)
+            *parents, leaf = name.split(".")
+            node = merged
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = new
+    try:
+        return from_dict(TrainConfig, merged), changes
+    except ValueError as error:
+        raise ValueError(f"{where}: {error} (with --resume, a flag given again replaces it)") from error
+
+
+def field_names(data: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of every field of a config's JSON (nested configs' fields, not the configs)."""
+    names = []
+    for key, value in data.items():
+        names += field_names(value, f"{prefix}{key}.") if isinstance(value, dict) else [prefix + key]
+    return names
+
+
+def _json_field(data: dict[str, Any], name: str) -> Any:
+    for part in name.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return "<not saved>"  # a config.json older than the field
+        data = data[part]
+    return data
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _resumed(config: TrainConfig, out: Path) -> TrainConfig:
+    """The saved config with what `config` changes (see open_run)."""
+    names = field_names(to_dict(config))
+    config, changes = with_fields(saved_config(out), config, names, out / "config.json")
+    fixed = [name for name in changes if name in RUN_FIELDS]
+    if fixed:
+        listed = ", ".join(f"{_flag(n)} (saved {changes[n][0]!r}, given {changes[n][1]!r})" for n in fixed)
+        raise ValueError(
+            f"--resume cannot change {listed}: they shape the networks, the replay or the demos of the "
+            f"run in {out}; leave them out, or start a new --out"
+        )
+    latest = out / "checkpoints" / "latest"
+    done = read_counters(latest)["env_steps"] if latest.exists() else 0
+    if "steps" in changes and config.steps < done:  # (actors may overshoot the saved total: fine)
+        raise ValueError(f"--steps {config.steps} is below the {done} env steps the run in {out} already has")
+    if changes:
+        _log.info(
+            "--resume: from the command line, over the saved config: %s",
+            ", ".join(f"{_flag(n)} {new!r} (saved {old!r})" for n, (old, new) in changes.items()),
+        )
     return config
 
 
@@ -156,9 +283,13 @@ class TrainingLoop:
         *,
         resume: bool = False,
         progress: bool = True,
+        lock: DirectoryLock | None = None,
     ) -> None:
-        if config.critic_actor_ratio is not None and config.critic_actor_ratio < 1:
-            raise ValueError(f"--critic-actor-ratio must be >= 1, got {config.critic_actor_ratio}")
+        """`lock`: the run directory's (open_run), released when run() ends or by close()."""
+        check_config(config)
+        # A loop built and dropped without run() or close() (e.g. to inspect a run) lets go of the
+        # directory when it is collected.
+        self._release_lock = weakref.finalize(self, lock.release) if lock is not None else None
         self.config, self.out, self.progress = config, out, progress
         self.algorithm, self.replay, self.source, self.evaluate = algorithm, replay, source, evaluate
         self.ratio = config.critic_actor_ratio or config.utd
@@ -176,7 +307,14 @@ class TrainingLoop:
         else:
             self.replay.log.clear()  # segments of a run that died before its first checkpoint
             if resume:
-                self.source.restore(None, None)
+                self.source.restore(None, None)  # a learner's journal still holds what was acked
+                resume_at = self.env_steps
+                if resume_at == 0 and read_rows(out / "metrics.jsonl"):
+                    raise no_checkpoint(
+                        out,
+                        "the run stopped before its first one; starting it over would log env steps "
+                        "from 0 again: start it in a new --out, or delete this one",
+                    )
             else:
                 self.source.fresh_start()
         self.metrics = MetricsWriter(out, resume_at)
@@ -206,7 +344,7 @@ class TrainingLoop:
     def run(self, stop: threading.Event | None = None) -> dict:
         """Train until `steps` env steps arrived and the updates they are owed are made, or `stop`."""
         stop = stop or threading.Event()
-        self._bar = tqdm(
+        self._bar = progress_bar(
             total=self.config.steps,
             initial=self.env_steps,
             unit="step",
@@ -219,10 +357,10 @@ class TrainingLoop:
         except BaseException:
             self.source.stop()  # actors keep their unacked steps and wait for a restart
             self.source.close(finished=False)
-            self.metrics.close()
             raise
         finally:
             self._bar.close()
+            self.close()
         evals = self.metrics.evals()
         rates = [r["success_rate"] for r in evals if r["success_rate"] is not None]
         return {
@@ -233,6 +371,13 @@ class TrainingLoop:
             "final_eval_return": evals[-1]["eval_return"] if evals else None,
             **self.source.summary(),
         }
+
+    def close(self) -> None:
+        """Let go of the run directory: close the metrics and release the lock (run() does, when it
+        ends; a loop built but not run, e.g. to inspect a run, needs this)."""
+        self.metrics.close()
+        if self._release_lock is not None:
+            self._release_lock()
 
     def _train(self, stop: threading.Event) -> bool:
         """The loop; True when `steps` env steps arrived (training finished), False on `stop`."""
@@ -286,7 +431,6 @@ class TrainingLoop:
             self.save_checkpoint()
         self.metrics.write({**self.counters(), **self.source.row_metrics(self._elapsed()), "final": True})
         self.source.close(finished)
-        self.metrics.close()
 
     def _cadences(self) -> dict[str, int]:
         c = self.config

@@ -23,7 +23,8 @@ def read_rows(path: Path) -> list[dict]:
 
 class MetricsWriter:
     """Appends rows to <out>/metrics.jsonl and TensorBoard. `resume_at`: the env steps of the
-    checkpoint a run resumes from; rows logged after it are dropped (they will be logged again)."""
+    checkpoint a run resumes from; rows logged after it are dropped (they will be logged again).
+    A row's env steps are never below the previous row's (a plot's x axis never goes back)."""
 
     def __init__(self, out: Path, resume_at: int | None = None) -> None:
         self.out = out
@@ -39,6 +40,11 @@ class MetricsWriter:
         self.tensorboard = SummaryWriter(out / "tensorboard", purge_step=resume_at or None)
 
     def write(self, row: dict) -> None:
+        if self.rows and row["env_steps"] < self.rows[-1]["env_steps"]:
+            raise RuntimeError(
+                f"{self.path}: a row at {row['env_steps']} env steps after one at "
+                f"{self.rows[-1]['env_steps']}; rows never go back"
+            )
         self.rows.append(row)
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()

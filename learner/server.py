@@ -5,8 +5,13 @@ the socket: it publishes weights here and reads counters.
 
 Every message is checked by formats.wire; a bad one is counted under its reason and logged, and the
 server goes on serving everyone else. With CURVE keys the socket is encrypted and a ZAP handler lets
-in only actors whose public key is in the allow-list directory; a stranger's handshake fails, so it
-can neither send a step nor receive a byte of weights. Without keys the default bind is loopback."""
+in only actors whose public key is in the allow-list directory; a stranger's handshake fails (logged
+with its key), so it can neither send a step nor receive a byte of weights, and an allowed key may
+say hello only as the actor its file is named after. Without keys the default bind is loopback.
+
+A hello is refused for good (the actor stops, naming the reason) when its task or observation spec
+differs from the learner's, or its id is not its key's; it is turned away for now while another live
+actor (heard within three heartbeats) uses the same id, so a restarted actor gets in moments later."""
 
 from __future__ import annotations
 
@@ -39,6 +44,46 @@ class Connection:
     session: str
     last_heard: float
     weights_version: int = -1  # newest version sent to it
+
+
+def allowed_keys(directory: str | Path) -> dict[bytes, str]:
+    """{z85 public key: actor name} of an allow-list directory (NAME.key -> NAME)."""
+    keys = {}
+    for path in sorted(Path(directory).glob("*.key")):
+        public, _ = zmq.auth.load_certificate(path)
+        keys[public] = path.stem
+    return keys
+
+
+def key_fingerprint(z85_key: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(z85_key).hexdigest()[:16]
+
+
+class _Authenticator:
+    """Mixed into pyzmq's ThreadAuthenticator: a handshake's User-Id is the allow-listed key's name
+    (the server checks it against the hello), and a refused key is logged with its fingerprint."""
+
+    names: dict[bytes, str] = {}
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        from zmq.utils import z85
+
+        return self.names.get(z85.encode(client_public_key), "")  # the raw key: the names are z85
+
+    async def _authenticate_curve(self, domain, client_key):
+        allowed, reason = await super()._authenticate_curve(domain, client_key)
+        if not allowed:
+            from zmq.utils import z85
+
+            key = z85.encode(client_key)
+            _log.warning(
+                "refused a CURVE handshake: key %s (fingerprint %s) is not in --allow-keys",
+                key.decode(),
+                key_fingerprint(key),
+            )
+        return allowed, reason
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -191,7 +236,9 @@ class LearnerServer:
         allowed = Path(self.config.allow_keys)
         if not allowed.is_dir() or not any(allowed.glob("*.key")):
             raise ValueError(f"--allow-keys {allowed}: no public NAME.key files there")
-        auth = ThreadAuthenticator(context)
+        auth_class = type("Authenticator", (_Authenticator, ThreadAuthenticator), {})
+        auth = auth_class(context)
+        auth.names = {z85: name for z85, name in allowed_keys(allowed).items()}
         auth.start()
         auth.configure_curve(domain="*", location=str(allowed))
         socket.curve_secretkey, socket.curve_publickey, socket.curve_server = secret, public, True
@@ -214,7 +261,12 @@ class LearnerServer:
             for frames in received:
                 self._handle(frames[0].bytes, frames[1:], replies)
             acks = self.ingest.commit(sync=False)  # stored in the buffer now, acked once on disk
+            resends = self.ingest.take_resends()
             end = self.ingest.journal.end
+        by_actor = {c.actor: identity for identity, c in self.connections.items()}
+        for actor, session, after in resends:
+            if actor in by_actor:
+                replies.append((by_actor[actor], encode("resend", {"session": session, "after": after})))
         for identity, message in replies:
             self._send(socket, identity, message)
         if acks:
@@ -258,7 +310,8 @@ class LearnerServer:
             self.ingest.reject(error.reason, actor, str(error))
             return
         if message.type == "hello":
-            self._hello(identity, message.header, replies)
+            key_name = body[0].get("User-Id") if self.config.curve_secret else None
+            self._hello(identity, message.header, key_name, replies)
             return
         if connection is None:
             self.ingest.reject("no_hello", None, f"a {message.type!r} message before hello")
@@ -272,32 +325,56 @@ class LearnerServer:
         elif message.type != "heartbeat":
             self.ingest.reject("unexpected_type", actor, f"an actor sent a {message.type!r} message")
 
-    def _hello(self, identity: bytes, header: dict, replies: list) -> None:
+    def _hello(self, identity: bytes, header: dict, key_name: str | None, replies: list) -> None:
         actor, session = header.get("actor"), header.get("session")
         if not all(isinstance(x, str) and 0 < len(x) <= 128 for x in (actor, session)):
             self.ingest.reject("bad_hello", None, "hello needs string 'actor' and 'session'")
             return
-        spec = header.get("spec")
-        if spec != self.welcome["spec"]:
-            self.ingest.reject(
-                "bad_hello", actor, f"observation spec {str(spec)[:200]} != {self.welcome['spec']}"
-            )
-            replies.append(
-                (
-                    identity,
-                    encode("bye", {"reason": f"spec mismatch: learner expects {self.welcome['spec']}"}),
-                )
-            )
+        refusal = self._refusal(header, key_name)
+        if refusal is not None:
+            self.ingest.reject("refused_hello", actor, refusal)
+            replies.append((identity, encode("bye", {"reason": refusal, "refused": True})))
             return
+        now = time.monotonic()
+        known = False
         for old_identity, old in list(self.connections.items()):
-            if old.actor == actor:  # a restarted actor, or a reconnect: the newest connection wins
-                if old.session != session:
-                    self.ingest.end_session(old.actor, old.session)
-                del self.connections[old_identity]
-        self.connections[identity] = Connection(actor, session, time.monotonic())
+            if old.actor != actor:
+                continue
+            if old.session == session:  # a reconnect, or a hello repeated while we were stalled
+                known = old_identity == identity
+            elif now - old.last_heard < 3 * self.config.heartbeat_s:
+                busy = (
+                    f"actor id {actor!r} is in use by another live actor (session {old.session}): give "
+                    "each actor process its own --actor-id"
+                )
+                self.ingest.reject("duplicate_actor", actor, f"session {session}: {busy}")
+                replies.append((identity, encode("bye", {"reason": busy, "retry": True})))
+                return
+            else:  # a restarted actor: its old session is over
+                self.ingest.end_session(old.actor, old.session)
+            del self.connections[old_identity]
+        self.connections[identity] = Connection(actor, session, now)
         self.ingest.actor(actor)
-        _log.info("actor %s connected (session %s)", actor, session)
-        replies.append((identity, encode("welcome", self.welcome)))
+        if not known:
+            _log.info("actor %s connected (session %s)", actor, session)
+        replies.append((identity, encode("welcome", {**self.welcome, "hello": header.get("hello")})))
+
+    def _refusal(self, header: dict, key_name: str | None) -> str | None:
+        """Why this hello can never be let in, or None."""
+        actor, task, spec = header["actor"], header.get("task"), header.get("spec")
+        if key_name is not None and actor != key_name:
+            return (
+                f"actor id {actor!r} does not match its CURVE key ({key_name}.key in the learner's "
+                f"--allow-keys): an allowed key connects only as --actor-id {key_name}"
+            )
+        if task != self.welcome.get("task"):
+            return f"task mismatch: this learner trains {self.welcome.get('task')}, the actor runs {task}"
+        if spec != self.welcome["spec"]:
+            return (
+                f"observation spec mismatch: the learner expects {self.welcome['spec']}, the actor sends "
+                f"{str(spec)[:300]} (check --task, --obs and --image-size on both sides)"
+            )
+        return None
 
     def _push_weights(self, socket: zmq.Socket) -> None:
         with self._weights_lock:

@@ -4,13 +4,38 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NoReturn
 
 from formats.config import add_dataclass_arguments, dataclass_from_args
 from formats.episodes import EpisodeFormatError
+from realrl.commands.signals import stop_on_signals
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line on stderr, `realrl train: error: argument --obs: invalid choice: ...`,
+    and exit status 2: no usage dump burying it (`--help` has the flags). Subparsers are this class
+    too (argparse makes them of the parent's type)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, _error_line(self.prog, message))
+
+
+def _error_line(prog: str, message: str) -> str:
+    return f"{prog}: error: {' '.join(message.split())}\n"
+
+
+@dataclass(frozen=True)
+class RunDirectory:
+    """The --out of `realrl train` and `realrl learner`."""
+
+    out: str = field(metadata={"path": "output_dir"})
+    """Run directory."""
 
 
 def _print_result(result: dict, as_json: bool) -> None:
@@ -26,20 +51,21 @@ def cmd_demos_record(args: argparse.Namespace) -> None:
     from actors.config import DemoRecordConfig
     from actors.demos import record_scripted, write_contact_sheet
 
-    config = dataclass_from_args(DemoRecordConfig, args)
-    config.check()
-    summary = record_scripted(
-        config.task,
-        config.episodes,
-        config.out,
-        seed=config.seed,
-        noise=config.noise,
-        obs_mode=config.obs,
-        image_size=config.image_size,
-        randomize=config.randomize,
-        successes_only=config.successes_only,
-        progress=not args.json,
-    )
+    config = dataclass_from_args(DemoRecordConfig, args)  # checked by main() already
+    with stop_on_signals() as stop:  # SIGINT/SIGTERM: finish the episode under way, then the summary
+        summary = record_scripted(
+            config.task,
+            config.episodes,
+            config.out,
+            seed=config.seed,
+            noise=config.noise,
+            obs_mode=config.obs,
+            image_size=config.image_size,
+            randomize=config.randomize,
+            successes_only=config.successes_only,
+            progress=not args.json,
+            stop=stop,
+        )
     if config.contact_sheet:
         summary["contact_sheet"] = str(write_contact_sheet(config.out, config.contact_sheet))
     _print_result(summary, args.json)
@@ -47,12 +73,14 @@ def cmd_demos_record(args: argparse.Namespace) -> None:
 
 def cmd_demos_info(args: argparse.Namespace) -> None:
     from actors.config import DemoInfoConfig
-    from formats.episodes import iter_episodes, summarize
+    from formats.episodes import summarize
 
     config = dataclass_from_args(DemoInfoConfig, args)
     summary = summarize(config.directory)
-    if config.verify:
-        summary["verified_episodes"] = sum(1 for _ in iter_episodes(config.directory))
+    if config.verify:  # every file against the manifest, and the manifest against its task
+        from actors.demos import verify_demos
+
+        summary["verified_episodes"] = verify_demos(config.directory)
     _print_result(summary, args.json)
 
 
@@ -64,42 +92,49 @@ def cmd_demos_sheet(args: argparse.Namespace) -> None:
     print(write_contact_sheet(config.directory, config.out, max_episodes=config.episodes))
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def _train_config(args: argparse.Namespace):
+    """The run's config: the flags, or with --resume the saved config with the flags given again."""
     from learner.configs import TrainConfig
-    from realrl.commands.train import train
+    from realrl.commands.train import config_for_resume, given_fields
 
     config = dataclass_from_args(TrainConfig, args)
-    if config.actors > 0:
-        from realrl.commands.learner import train_with_actors
+    if args.resume:
+        config = config_for_resume(config, args.out, given_fields(TrainConfig, args.argv))
+    return config
 
-        summary = train_with_actors(config, args.out, resume=args.resume, progress=not args.json)
-    else:
-        from realrl.commands.signals import stop_on_signals
 
-        with stop_on_signals() as stop:  # SIGINT/SIGTERM: checkpoint, a final row, exit 0
-            summary = train(config, args.out, resume=args.resume, progress=not args.json, stop=stop)
+def cmd_train(args: argparse.Namespace) -> None:
+    from realrl.commands.learner import train_with_actors
+    from realrl.commands.train import train
+
+    config = _train_config(args)
+    run = train_with_actors if config.actors > 0 else train
+    with stop_on_signals() as stop:  # SIGINT/SIGTERM: checkpoint, a final row, exit 0
+        summary = run(config, args.out, resume=args.resume, progress=not args.json, stop=stop)
     _print_result(summary, args.json)
 
 
 def cmd_learner(args: argparse.Namespace) -> None:
-    from learner.configs import ServerConfig, TrainConfig
+    from learner.configs import ServerConfig
     from realrl.commands.learner import run_learner
 
-    config = dataclass_from_args(TrainConfig, args)
+    config = _train_config(args)
     server = dataclass_from_args(ServerConfig, args)
-    summary = run_learner(config, args.out, server, resume=args.resume, progress=not args.json)
+    with stop_on_signals() as stop:
+        summary = run_learner(config, args.out, server, resume=args.resume, progress=not args.json, stop=stop)
     _print_result(summary, args.json)
 
 
 def cmd_actor(args: argparse.Namespace) -> None:
     from actors.actor import Actor
     from actors.config import ActorConfig
-    from realrl.commands.signals import stop_on_signals
 
     actor = Actor(dataclass_from_args(ActorConfig, args))
     with stop_on_signals() as stop:
         summary = actor.run(stop)
     print(json.dumps(summary), flush=True)  # the one final JSON line (stdout) that scripts read
+    if "error" in summary:  # refused by the learner, or the link died: the accounting above still holds
+        raise ValueError(summary["error"])
 
 
 def cmd_bench_sim(args: argparse.Namespace) -> None:
@@ -158,12 +193,28 @@ def _verb(verbs, name: str, config: type | None, handler, **kwargs) -> argparse.
     if config is not None:
         add_dataclass_arguments(parser, config)
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    parser.set_defaults(handler=handler)
+    _handle(parser, handler, () if config is None else (config,))
     return parser
 
 
+def _handle(parser: argparse.ArgumentParser, handler, configs: tuple[type, ...]) -> None:
+    """`handler` runs the verb; `configs` (whose flags the parser has) are checked before it does."""
+    parser.set_defaults(handler=handler, _configs=configs, _prog=parser.prog)
+
+
+def _check_configs(args: argparse.Namespace) -> str | None:
+    """Build every config of the verb once before its handler runs, so that a value out of range, a
+    missing key file or a broken rule across flags is one error line, and nothing is created on disk."""
+    for config in args._configs:
+        try:
+            dataclass_from_args(config, args)
+        except ValueError as error:
+            return _error_line(args._prog, str(error))
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="realrl",
         description="Real-robot RL on the SERL pattern: MuJoCo sim twins, demos, benchmarks.",
     )
@@ -185,13 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="RLPD soft actor-critic on a sim twin task, mixing scripted demos with online data. "
         "Writes config.json, metrics.jsonl, learning_curve.png and checkpoints/ into --out.",
     )
-    train.add_argument("--out", required=True, help="run directory")
+    add_dataclass_arguments(train, RunDirectory)
     train.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/latest")
     train.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
     from learner.configs import TrainConfig
 
     add_dataclass_arguments(train, TrainConfig)
-    train.set_defaults(handler=cmd_train)
+    _handle(train, cmd_train, (RunDirectory, TrainConfig))
 
     learner = verbs.add_parser(
         "learner",
@@ -200,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         "agent flags as `realrl train`, plus where to bind and the CURVE keys. Acks a step only once it is "
         "journaled (survives a SIGKILL); SIGINT/SIGTERM checkpoints and exits 0; --resume continues.",
     )
-    learner.add_argument("--out", required=True, help="run directory")
+    add_dataclass_arguments(learner, RunDirectory)
     learner.add_argument(
         "--resume", action="store_true", help="continue from <out>/checkpoints/latest + journal"
     )
@@ -209,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dataclass_arguments(learner, ServerConfig)
     add_dataclass_arguments(learner, TrainConfig)
-    learner.set_defaults(handler=cmd_learner)
+    _handle(learner, cmd_learner, (RunDirectory, ServerConfig, TrainConfig))
 
     actor = verbs.add_parser(
         "actor",
@@ -217,13 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Steps the env with the newest weights from the learner and streams every step to it. "
         "Unacked steps wait in an on-disk spool (resent after a reconnect or a restart). SIGINT/SIGTERM "
         "stops acting, waits (bounded) for the last acks and prints one JSON line: actor_id, session, "
-        "steps_recorded, steps_acked, steps_spooled.",
+        "steps_recorded = steps_acked + steps_spooled + steps_dropped. A full spool holds the robot "
+        "still until acks free room (--on-spool-full). Exit 2 when the learner refuses this actor.",
     )
     actor.add_argument("--json", action="store_true", help="(the final line is always JSON)")
     from actors.config import ActorConfig
 
     add_dataclass_arguments(actor, ActorConfig)
-    actor.set_defaults(handler=cmd_actor)
+    _handle(actor, cmd_actor, (ActorConfig,))
 
     from realrl.commands.keys import KeysConfig
 
@@ -277,7 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)  # a bad flag: one line (_Parser.error), exit status 2
+    except SystemExit as stop:  # or --help: 0
+        return int(stop.code or 0)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # --resume: which flags were given again
+    error = _check_configs(args)
+    if error:
+        sys.stderr.write(error)
+        return 2
     logging.basicConfig(
         level=logging.INFO if args.verb in ("learner", "actor", "train") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -285,7 +345,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("OpenGL").setLevel(logging.WARNING)
     try:
-        args.handler(args)
+        with _stop_requests(args):
+            args.handler(args)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one in a verb that has nothing to finish
+        print("realrl: interrupted", file=sys.stderr)
+        return 130
     except (
         ValueError,
         EpisodeFormatError,
@@ -295,6 +359,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"realrl: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _stop_requests(args: argparse.Namespace):
+    """Long-running verbs take SIGINT/SIGTERM as a request to finish cleanly (exit 0), from before
+    they build anything; the others just stop (exit 130)."""
+    long_running = args.verb in ("train", "learner", "actor") or getattr(args, "demos_verb", None) == "record"
+    return stop_on_signals() if long_running else contextlib.nullcontext()
 
 
 if __name__ == "__main__":

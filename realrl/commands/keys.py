@@ -14,10 +14,18 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 @dataclass(frozen=True)
 class KeysConfig:
-    directory: str = field(metadata={"positional": True})
+    directory: str = field(metadata={"positional": True, "path": "output_dir"})
     """Where the key files go (created if missing)."""
     name: str
     """Key name, e.g. learner or robot-1."""
+
+    def check(self) -> None:
+        check_name(self.name)
+
+
+def check_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"--name must be 1-64 letters, digits, '.', '_' or '-', got {name!r}")
 
 
 def generate_keys(directory: str | Path, name: str) -> dict[str, str]:
@@ -26,8 +34,7 @@ def generate_keys(directory: str | Path, name: str) -> dict[str, str]:
 
     if not zmq.has("curve"):
         raise RuntimeError("this libzmq has no CURVE support; install pyzmq's wheels (they bundle libsodium)")
-    if not _NAME.match(name):
-        raise ValueError(f"--name must be 1-64 letters, digits, '.', '_' or '-', got {name!r}")
+    check_name(name)
     directory = Path(directory)
     public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
     existing = [str(p) for p in (public, secret) if p.exists()]

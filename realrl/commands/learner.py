@@ -7,26 +7,30 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from learner.configs import ServerConfig, TrainConfig
-from realrl.commands.signals import stop_on_signals
 from realrl.commands.train import build_loop
 
 
 def run_learner(
-    config: TrainConfig, out: str | Path, server: ServerConfig, *, resume: bool = False, progress: bool = True
+    config: TrainConfig,
+    out: str | Path,
+    server: ServerConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop: threading.Event | None = None,
 ) -> dict:
     """`realrl learner`: serve actors started elsewhere until `steps` env steps arrived (then tell
-    them to stop) or SIGINT/SIGTERM (then checkpoint and exit 0)."""
+    them to stop) or `stop` is set (SIGINT/SIGTERM: then checkpoint and exit 0)."""
     if config.actors:
         raise ValueError(
             "--actors starts local actors under `realrl train`; `realrl learner` serves actors "
             "started elsewhere with `realrl actor`"
         )
-    loop = build_loop(config, out, server=server, resume=resume, progress=progress)
-    with stop_on_signals() as stop:
-        return loop.run(stop)
+    return build_loop(config, out, server=server, resume=resume, progress=progress, stop=stop).run(stop)
 
 
 def actor_command(config: TrainConfig, endpoint: str, index: int, out: Path) -> list[str]:
@@ -46,7 +50,12 @@ def actor_command(config: TrainConfig, endpoint: str, index: int, out: Path) -> 
 
 
 def train_with_actors(
-    config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop: threading.Event | None = None,
 ) -> dict:
     """`realrl train --actors N`: this process is the learner on a free loopback port; N actor
     processes stream to it. Their logs and final JSON lines go to <out>/actors/."""
@@ -67,10 +76,11 @@ def train_with_actors(
                 )
 
     server = ServerConfig(bind="tcp://127.0.0.1:*")
-    loop = build_loop(config, out, server=server, on_ready=start_actors, resume=resume, progress=progress)
+    loop = build_loop(
+        config, out, server=server, on_ready=start_actors, resume=resume, progress=progress, stop=stop
+    )
     try:
-        with stop_on_signals() as stop:
-            summary = loop.run(stop)
+        summary = loop.run(stop)
     finally:
         finished = loop.env_steps >= loop.config.steps
         finals = [_stop_actor(p, finished) for p in processes]

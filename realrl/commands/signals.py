@@ -1,5 +1,6 @@
-"""SIGINT/SIGTERM as a stop request, shared by the learner and actor processes: the loop finishes
-its step, checkpoints or waits for its acks, and exits cleanly."""
+"""SIGINT/SIGTERM as a stop request, shared by every long-running verb: the loop finishes its step,
+checkpoints, finishes the file it was writing or waits for its acks, prints its final line and exits
+0. A second Ctrl-C interrupts at once (KeyboardInterrupt, which `realrl` turns into exit 130)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _log = logging.getLogger(__name__)
+_active: threading.Event | None = None  # the stop request of the outermost stop_on_signals
 
 
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGINT/SIGTERM (the first one; a second SIGINT interrupts as usual)."""
+    """An event set by SIGINT/SIGTERM (the first one; a second SIGINT raises KeyboardInterrupt).
+    Nested uses share the outermost event: `realrl` installs it before a verb builds anything, so a
+    signal during setup (demo recording, journal replay) is a stop request too, not a traceback."""
+    global _active
+    if _active is not None:
+        yield _active
+        return
     stop = threading.Event()
     previous = {}
 
@@ -22,15 +30,18 @@ def stop_on_signals() -> Iterator[threading.Event]:
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         _log.warning(
-            "%s: finishing (the learner checkpoints, an actor waits for its acks), then exiting",
+            "%s: finishing (the learner checkpoints, an actor waits for its acks), then exiting; "
+            "Ctrl-C again to interrupt at once",
             signal.Signals(signum).name,
         )
         stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous[signum] = signal.signal(signum, handler)
+    _active = stop
     try:
         yield stop
     finally:
+        _active = None
         for signum, old in previous.items():
             signal.signal(signum, old)

@@ -2,11 +2,14 @@
 loop (learner.loop.TrainingLoop). With `--actors 0` the step source is the in-process actor
 (actors.local.LocalActor); `realrl learner` and `realrl train --actors N` feed the loop from the
 learner server's ingest (learner.sources.IngestSource). Evaluation rolls the policy out in the
-task's twin through the actor's composition (actors.evaluation)."""
+task's twin through the actor's composition (actors.evaluation). With --resume, the flags the
+user passed again replace their saved values (config_for_resume); the rest comes from config.json."""
 
 from __future__ import annotations
 
+import argparse
 import threading
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +17,9 @@ from actors.evaluation import Evaluator
 from actors.local import LocalActor
 from actors.specs import image_shapes, policy_spec
 from envs import DiscreteGripper, make_env, make_gymnasium_env, resolve_task_id
-from formats.episodes import read_manifest
+from formats.config import add_dataclass_arguments
+from formats.episodes import MANIFEST, check_manifest, read_manifest
+from formats.files import DirectoryLock
 from learner.algorithms import ALGORITHMS, make_algorithm
 from learner.configs import ServerConfig, TrainConfig
 from learner.loop import (
@@ -23,7 +28,9 @@ from learner.loop import (
     configure_threads,
     open_run,
     resolve_device,
+    saved_config,
     seed_everything,
+    with_fields,
 )
 from learner.sources import IngestSource, learner_welcome
 from policies.random import RandomPolicy
@@ -38,26 +45,60 @@ def make_train_env(config: TrainConfig):
     return DiscreteGripper(env) if ALGORITHMS[config.algorithm].policy_class.discrete_gripper else env
 
 
-def prepare_demos(config: TrainConfig, out: Path, progress: bool) -> Path:
-    """The demo directory to load: the given one, or scripted demos recorded into <out>/demos."""
+def given_fields(config_class: type, argv: Sequence[str]) -> frozenset[str]:
+    """Dotted names (`steps`, `agent.actor_lr`) of the `config_class` fields whose flags appear in
+    `argv`, whatever else it holds (the verb, --out, other configs' flags)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_dataclass_arguments(parser, config_class)
+    defaults, _ = parser.parse_known_args([])
+    seen = _SeenFlags(vars(defaults))
+    parser.parse_known_args(list(argv), seen)
+    return frozenset(seen.given)
+
+
+class _SeenFlags(argparse.Namespace):
+    """A namespace that notes what parsing sets in it. It starts with every field present, so that
+    argparse fills in no defaults: what it sets afterwards, the command line gave."""
+
+    def __init__(self, fields: Collection[str]) -> None:
+        # None, not the defaults: argparse converts a str default it finds unchanged, setting it.
+        self.__dict__.update(dict.fromkeys(fields), given=set())
+
+    def __setattr__(self, name: str, value) -> None:
+        self.given.add(name)
+        super().__setattr__(name, value)
+
+
+def config_for_resume(config: TrainConfig, out: str | Path, given: Collection[str]) -> TrainConfig:
+    """What a --resume command line asks for: the run's saved config, with the fields the user passed
+    (`given`, e.g. from given_fields) taken from `config`, the command line's."""
+    out = Path(out)
+    return with_fields(saved_config(out), config, given, out / "config.json")[0]
+
+
+def prepare_demos(
+    config: TrainConfig, out: Path, progress: bool, stop: threading.Event | None = None
+) -> Path:
+    """The demo directory to load: the given one, or scripted demos recorded into <out>/demos; a run
+    that stopped while recording them records only the episodes still missing."""
     if config.demos:
         return Path(config.demos)
     directory = out / "demos"
-    if (directory / "manifest.json").exists() and len(
-        read_manifest(directory)["episodes"]
-    ) >= config.demo_episodes:
+    have = len(read_manifest(directory)["episodes"]) if (directory / MANIFEST).exists() else 0
+    if have >= config.demo_episodes:
         return directory
     from actors.demos import record_scripted
 
-    record_scripted(
+    record_scripted(  # new seeds: it continues the directory's sequence
         config.task,
-        config.demo_episodes,
+        config.demo_episodes - have,
         directory,
         seed=10_000 + config.seed,
         obs_mode=config.obs,
         image_size=config.image_size,
         successes_only=True,
         progress=progress,
+        stop=stop,  # a stop request ends the recording after its episode; a resume tops it up
     )
     return directory
 
@@ -70,14 +111,34 @@ def build_loop(
     on_ready=None,
     resume: bool = False,
     progress: bool = True,
+    stop: threading.Event | None = None,
 ) -> TrainingLoop:
-    """A run's loop: the in-process actor as its step source, or (with `server`) actor processes."""
+    """A run's loop: the in-process actor as its step source, or (with `server`) actor processes.
+    `stop` (a signal) set while the run's own demos are recorded ends that recording early.
+    The loop holds the run directory's lock until its run() ends (see learner.loop.open_run)."""
     out = Path(out)
     if config.actors != 0 and server is None:
         raise ValueError("the in-process actor runs with --actors 0 (or give a server for actor processes)")
     if config.env is None:
         config = replace(config, task=resolve_task_id(config.task))
-    config = open_run(config, out, resume)
+    config, lock = open_run(config, out, resume)
+    try:
+        return _build_loop(config, out, lock, server, on_ready, resume, progress, stop)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _build_loop(
+    config: TrainConfig,
+    out: Path,
+    lock: DirectoryLock,
+    server: ServerConfig | None,
+    on_ready,
+    resume: bool,
+    progress: bool,
+    stop: threading.Event | None,
+) -> TrainingLoop:
     configure_threads(config.threads, config.actors)
     # A local actor steps its own env; with actor processes this one only evaluates.
     env = make_train_env(config) if server is None else None
@@ -85,7 +146,18 @@ def build_loop(
     seed_everything(config.seed)
     device = resolve_device(config.device)
     spec = policy_spec(eval_env)
-    demo_dir = None if config.env else prepare_demos(config, out, progress)
+    demo_dir = None if config.env else prepare_demos(config, out, progress, stop)
+    if demo_dir is not None:  # before anything trains on them
+        check_manifest(
+            read_manifest(demo_dir),
+            demo_dir,
+            task=config.task,
+            obs_spec={
+                "state": [spec.state_dim],
+                "images": {name: list(shape) for name, shape in image_shapes(eval_env).items()},
+            },
+            action_dim=spec.action_dim,
+        )
     algorithm_class = ALGORITHMS[config.algorithm]
     replay = build_replay(
         config,
@@ -108,7 +180,9 @@ def build_loop(
         welcome = learner_welcome(config, algorithm.policy, random_steps)
         source = IngestSource(config, server, replay.online, out / "replay" / "journal", welcome, on_ready)
     evaluate = Evaluator(eval_env, config.eval_episodes)
-    return TrainingLoop(config, out, algorithm, replay, source, evaluate, resume=resume, progress=progress)
+    return TrainingLoop(
+        config, out, algorithm, replay, source, evaluate, resume=resume, progress=progress, lock=lock
+    )
 
 
 def train(
@@ -120,4 +194,4 @@ def train(
     stop: threading.Event | None = None,
 ) -> dict:
     """`realrl train --actors 0`: the whole run in this process."""
-    return build_loop(config, out, resume=resume, progress=progress).run(stop)
+    return build_loop(config, out, resume=resume, progress=progress, stop=stop).run(stop)

@@ -48,3 +48,24 @@ def test_a_killed_write_leaves_nothing_and_damage_is_reported(tmp_path):
     assert [seq for seq, _ in reopened.pending()] == [1]  # the damaged one is skipped, not fatal
     assert reopened.damaged == 1 and (tmp_path / "000000000003.rec.bad").exists()
     assert len(reopened) == 1
+
+
+def test_the_transport_refuses_what_the_spool_budget_cannot_take_and_loses_nothing_it_took(tmp_path):
+    """`send` answers False before queueing once the budget (all sessions' spools and the queue)
+    is used up; on close every record it took is on disk for the next session, whose budget counts
+    those leftovers."""
+    from actors.config import TransportConfig
+    from actors.transport import ActorTransport, record_bytes
+
+    size = record_bytes(record(0))
+    config = TransportConfig(learner=f"ipc://{tmp_path}/nobody", spool_bytes=3 * size + size // 2)
+    transport = ActorTransport(config, "a", "s1", tmp_path / "spool", {})
+    transport.start()  # nobody answers: nothing is ever acked
+    assert [transport.send(seq, record(seq)) for seq in range(5)] == [True, True, True, False, False]
+    transport.close(wait_s=0)
+    assert transport.unspooled == 0 and transport.unacked == 3
+    assert sorted(p.name for p in (tmp_path / "spool" / "s1").glob("*.rec")) == [
+        f"{seq:012d}.rec" for seq in range(3)
+    ]
+    restarted = ActorTransport(config, "a", "s2", tmp_path / "spool", {})
+    assert not restarted.send(0, record(0))  # the leftovers fill the budget until they are acked

@@ -57,4 +57,4 @@ def test_bench_learner_takes_shapes_from_the_task_and_times_pixels(capsys):
 
 def test_bench_learner_rejects_bad_shapes(capsys):
     assert main(["bench", "learner", "--batch", "0", "--seconds", "0.1"]) == 2
-    assert "must be positive" in capsys.readouterr().err
+    assert "--batch must be >= 1" in capsys.readouterr().err

@@ -101,6 +101,29 @@ class Processes:
                 process.wait()
 
 
+class CurveKeys:
+    """Key pairs (`realrl keys generate`) for the learner and each named actor in <root>/keys, and
+    the learner's allow-list <root>/allow holding the public keys of `allowed` only."""
+
+    def __init__(self, root: Path, actors: list[str], allowed: list[str]) -> None:
+        from realrl.commands.keys import generate_keys
+
+        self.keys, self.allow = root / "keys", root / "allow"
+        for name in ("learner", *actors):
+            generate_keys(self.keys, name)
+        self.allow.mkdir()
+        for name in allowed:
+            (self.allow / f"{name}.key").write_bytes((self.keys / f"{name}.key").read_bytes())
+
+    def learner_flags(self) -> list[str]:
+        return ["--curve-secret", str(self.keys / "learner.key_secret"), "--allow-keys", str(self.allow)]
+
+    def actor_flags(self, name: str) -> list[str]:
+        """An actor that holds `name`'s key pair and knows the learner's public key."""
+        secret, learner = self.keys / f"{name}.key_secret", self.keys / "learner.key"
+        return ["--curve-secret", str(secret), "--learner-key", str(learner)]
+
+
 def freeze(process: subprocess.Popen) -> None:
     """SIGSTOP, and wait until every thread of the process is stopped (a signal is asynchronous: a
     thread may finish a system call first), so that what it wrote to disk no longer changes."""
@@ -169,6 +192,15 @@ def journal_past_checkpoint(out: Path) -> bool:
     return end > json.loads(latest.read_text())["journal_start"]
 
 
+def assert_exactly_once(found: dict, actor: str, session: str, recorded: int) -> None:
+    """The session's records 0 .. recorded-1 are in the replay, each once (`found`: stored_steps)."""
+    seqs = found[(actor, session)]
+    assert len(seqs) == len(set(seqs)), f"{actor}/{session}: duplicated records"
+    assert sorted(seqs) == list(range(recorded)), (
+        f"{actor}/{session}: {len(seqs)} stored of {recorded} recorded"
+    )
+
+
 def stored_steps(out: Path) -> dict[tuple[str, str], list[int]]:
     """Resume the run the way `realrl learner --resume` does (checkpoint + journal) and list, per
     (actor, session), the seq of every step record in the replay buffer, in slot order."""
@@ -189,5 +221,5 @@ def stored_steps(out: Path) -> dict[tuple[str, str], list[int]]:
             index, seq = split_record_id(record_id)
             found.setdefault(streams[index], []).append(seq)
     loop.source.journal.close()
-    loop.metrics.close()
+    loop.close()
     return found

@@ -1,6 +1,6 @@
 """A seeded generator of bad messages for the learner's socket: random bytes, broken headers, wrong
 versions, types, dtypes, shapes, NaN, oversized headers, too many frames, steps before hello and
-hellos with the wrong observation spec. Each one is invalid in exactly one known way."""
+hellos with the wrong observation spec (refused). Each one is invalid in exactly one known way."""
 
 import json
 
@@ -60,12 +60,15 @@ def fuzz_learner(endpoint: str, seed: int, messages: int) -> dict[str, int]:
     for socket in (greeted, anonymous):
         socket.setsockopt(zmq.LINGER, HANG_MS)
         socket.connect(endpoint)
-    greeted.send_multipart(encode("hello", {"actor": "fuzz-0", "session": "fuzz", "spec": spec.to_json()}))
+    task = "realrl/PickCube-v0"
+    greeted.send_multipart(
+        encode("hello", {"actor": "fuzz-0", "session": "fuzz", "task": task, "spec": spec.to_json()})
+    )
     if not greeted.poll(HANG_MS):
         raise RuntimeError("the learner did not welcome the fuzzer")
     builders = bad_messages(rng, "fuzz-0", spec.state_dim)
     kinds = sorted(builders)
-    sent = dict.fromkeys([*kinds, "no_hello", "bad_hello"], 0)
+    sent = dict.fromkeys([*kinds, "no_hello", "refused_hello"], 0)
     for index in range(messages):
         kind = kinds[int(rng.integers(len(kinds)))]
         if index % 20 == 0:  # a step from a connection that never said hello
@@ -76,9 +79,11 @@ def fuzz_learner(endpoint: str, seed: int, messages: int) -> dict[str, int]:
             hello = context.socket(zmq.DEALER)
             hello.setsockopt(zmq.LINGER, HANG_MS)
             hello.connect(endpoint)
-            hello.send_multipart(encode("hello", {"actor": "fuzz-x", "session": "x", "spec": wrong}))
+            hello.send_multipart(
+                encode("hello", {"actor": "fuzz-x", "session": "x", "task": task, "spec": wrong})
+            )
             hello.close()
-            kind = "bad_hello"
+            kind = "refused_hello"
         else:
             greeted.send_multipart(builders[kind]())
         sent[kind] += 1

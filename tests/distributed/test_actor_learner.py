@@ -12,9 +12,12 @@ import signal
 import subprocess
 import sys
 
+import zmq.auth
 from cluster import (
     HANG_S,
+    CurveKeys,
     actor_row,
+    assert_exactly_once,
     freeze,
     journal_past_checkpoint,
     latest_row,
@@ -24,15 +27,9 @@ from cluster import (
     wait_for,
 )
 
+from learner.server import key_fingerprint
+
 EPISODE_STEPS = 100  # PickCube's time limit: an actor's every 100 steps end at least one episode
-
-
-def assert_exactly_once(found: dict, actor: str, session: str, recorded: int) -> None:
-    seqs = found[(actor, session)]
-    assert len(seqs) == len(set(seqs)), f"{actor}/{session}: duplicated records"
-    assert sorted(seqs) == list(range(recorded)), (
-        f"{actor}/{session}: {len(seqs)} stored of {recorded} recorded"
-    )
 
 
 def test_train_with_two_actor_processes_end_to_end(tmp_path):
@@ -208,31 +205,19 @@ def test_fuzzing_the_learner_socket_while_a_real_actor_streams(processes, tmp_pa
 
 
 def test_curve_keys_let_the_allowed_actor_in_and_keep_a_stranger_out(processes, tmp_path):
-    keys, allow = tmp_path / "keys", tmp_path / "allow"
-    for name in ("learner", "robot-1", "stranger"):
-        subprocess.run(
-            [sys.executable, "-m", "realrl.cli", "keys", "generate", str(keys), "--name", name], check=True
-        )
-    allow.mkdir()
-    (allow / "robot-1.key").write_bytes((keys / "robot-1.key").read_bytes())
+    keys = CurveKeys(tmp_path, ["robot-1", "stranger"], allowed=["robot-1"])
     out = tmp_path / "run"
-    server_keys = ["--curve-secret", str(keys / "learner.key_secret"), "--allow-keys", str(allow)]
-    learner = processes.learner("learner", out, *server_keys)
+    learner = processes.learner("learner", out, *keys.learner_flags())
     endpoint = processes.endpoint(learner)
-
-    def curve(name: str) -> list[str]:
-        return [
-            "--curve-secret",
-            str(keys / f"{name}.key_secret"),
-            "--learner-key",
-            str(keys / "learner.key"),
-        ]
-
-    allowed = processes.actor("robot-1", endpoint, *curve("robot-1"))
-    stranger = processes.actor("stranger", endpoint, *curve("stranger"))
+    allowed = processes.actor("robot-1", endpoint, *keys.actor_flags("robot-1"))
+    stranger = processes.actor("stranger", endpoint, *keys.actor_flags("stranger"))
     plaintext = processes.actor("plain", endpoint)
     wait_for(lambda: actor_row(out, "robot-1").get("steps_stored", 0) >= 100, HANG_S,
              "the allowed actor streaming", processes)  # fmt: skip
+    stranger_key, _ = zmq.auth.load_certificate(keys.keys / "stranger.key")
+    fingerprint = key_fingerprint(stranger_key)
+    refused = f"refused a CURVE handshake: key {stranger_key.decode()} (fingerprint {fingerprint})"
+    wait_for(lambda: refused in processes.log("learner"), HANG_S, "the stranger's key logged", processes)
     finals = {
         name: processes.stop(p)[1]
         for name, p in (("robot-1", allowed), ("stranger", stranger), ("plain", plaintext))

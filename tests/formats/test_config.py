@@ -458,3 +458,231 @@ controller (a docstring line left of the class, which dedent cannot handle)."""
     assert "--gain FLOAT Gain of the controller (a docstring line" in text
     assert "--steps INT Steps per episode. (default: 3)" in text
     assert dataclass_from_args(Child, parser.parse_args(["--gain", "2"])) == Child(gain=2.0)
+
+
+# -- valid values: bounds (command line and JSON), paths and check() (command line only) -------------------
+
+
+@dataclass(frozen=True)
+class Limits:
+    gain: float = field(default=1.0, metadata={"gt": 0, "max": 10})
+    """Controller gain."""
+    rate: float | None = field(default=None, metadata={"min": 0.5})
+    """Rate; none: as fast as it goes."""
+
+
+@dataclass(frozen=True)
+class Bounded:
+    steps: int = field(default=100, metadata={"min": 1})
+    """Env steps."""
+    widths: tuple[int, ...] = field(default=(64, 64), metadata={"min": 1, "lt": 4096})
+    """Layer widths."""
+    limits: Limits = field(default_factory=Limits)
+
+
+def parse_bounded(argv: list[str]) -> Bounded:
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Bounded)
+    return dataclass_from_args(Bounded, parser.parse_args(argv))
+
+
+def test_bounds_are_shown_in_help(monkeypatch):
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Bounded)
+    text = flat_help(parser, monkeypatch)
+    assert "--steps INT Env steps. (default: 100; >= 1)" in text
+    assert "Layer widths. (default: 64 64; each >= 1, < 4096)" in text
+    assert "--limits.gain FLOAT Controller gain. (default: 1.0; > 0, <= 10)" in text
+    assert "none: as fast as it goes. (default: none; >= 0.5)" in text
+
+
+def test_values_within_bounds_pass():
+    assert parse_bounded([]) == Bounded()
+    argv = ["--steps", "1", "--widths", "1", "4095", "--limits.gain", "10", "--limits.rate", "0.5"]
+    config = parse_bounded(argv)
+    assert config == Bounded(steps=1, widths=(1, 4095), limits=Limits(gain=10.0, rate=0.5))
+    assert parse_bounded(["--limits.rate", "none"]).limits.rate is None  # None is no value to bound
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--steps", "0"], "--steps must be >= 1, got 0"),
+        (["--steps", "-5"], "--steps must be >= 1, got -5"),
+        (["--widths", "64", "0"], "every --widths value must be >= 1 and < 4096, got 0"),
+        (["--widths", "4096"], "every --widths value must be >= 1 and < 4096, got 4096"),
+        (["--limits.gain", "0"], "--limits.gain must be > 0 and <= 10, got 0.0"),
+        (["--limits.gain", "10.5"], "--limits.gain must be > 0 and <= 10, got 10.5"),
+        (["--limits.gain", "nan"], "--limits.gain must be > 0 and <= 10, got nan"),  # NaN is in no range
+        (["--limits.rate", "0.25"], "--limits.rate must be >= 0.5, got 0.25"),
+    ],
+)
+def test_a_value_out_of_bounds_names_its_flag(argv, message):
+    with pytest.raises(ValueError) as error:
+        parse_bounded(argv)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"steps": 0}, "steps must be >= 1, got 0"),
+        ({"widths": [8, -1]}, "every widths value must be >= 1 and < 4096, got -1"),
+        ({"limits": {"gain": 0}}, "limits.gain must be > 0 and <= 10, got 0.0"),
+        ({"limits": {"rate": 0.1}}, "limits.rate must be >= 0.5, got 0.1"),
+    ],
+)
+def test_json_values_are_bounded_too_naming_the_dotted_key(data, message, tmp_path):
+    with pytest.raises(ValueError) as error:
+        from_dict(Bounded, data)
+    assert str(error.value) == message
+    path = tmp_path / "bounded.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"bounded\.json: " + message.replace(".", r"\.")):
+        load_config(Bounded, path)
+    assert from_dict(Bounded, to_dict(Bounded())) == Bounded()
+
+
+@dataclass(frozen=True)
+class Paths:
+    key: str | None = field(default=None, metadata={"path": "existing_file"})
+    """Key file."""
+    keys: str | None = field(default=None, metadata={"path": "existing_dir"})
+    """Key directory."""
+    out: str = field(default="out", metadata={"path": "output_dir"})
+    """Run directory."""
+    sheet: str | None = field(default=None, metadata={"path": "output_file"})
+    """PNG to write."""
+
+
+def parse_paths(argv: list[str]) -> Paths:
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Paths)
+    return dataclass_from_args(Paths, parser.parse_args(argv))
+
+
+def test_paths_are_checked_on_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.key").write_text("k")
+    (tmp_path / "keys").mkdir()
+    good = parse_paths(["--key", "a.key", "--keys", "keys", "--out", "new/run", "--sheet", "keys/s.png"])
+    assert good == Paths(key="a.key", keys="keys", out="new/run", sheet="keys/s.png")
+    assert parse_paths(["--out", "keys", "--sheet", "a.key"]).out == "keys"  # outputs may exist
+    bad = {
+        "--key missing.key: no such file": ["--key", "missing.key"],
+        "--key keys: not a file": ["--key", "keys"],
+        "--keys nowhere: no such directory": ["--keys", "nowhere"],
+        "--keys a.key: not a directory": ["--keys", "a.key"],
+        "--out a.key: exists and is not a directory": ["--out", "a.key"],
+        "--sheet keys: is a directory": ["--sheet", "keys"],
+    }
+    for message, argv in bad.items():
+        with pytest.raises(ValueError) as error:
+            parse_paths(argv)
+        assert str(error.value) == message
+    with pytest.raises(ValueError, match=r"--out a\.key/run: cannot be created: .*a\.key is not a directory"):
+        parse_paths(["--out", "a.key/run"])
+    assert not (tmp_path / "new").exists()  # checked, not created
+    # A saved config loads on a machine without those paths: JSON checks types and bounds only.
+    assert from_dict(Paths, {"key": "missing.key", "out": "a.key"}).key == "missing.key"
+
+
+def test_help_describes_path_kinds(monkeypatch):
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Paths)
+    text = flat_help(parser, monkeypatch)
+    assert "Key file. (default: none; an existing file)" in text
+    assert "Key directory. (default: none; an existing directory)" in text
+    assert "Run directory. (default: out; a directory, created if missing)" in text
+
+
+@dataclass(frozen=True)
+class Inner:
+    low: int = 0
+    high: int = field(default=10, metadata={"min": 1})
+
+    def check(self) -> None:
+        CHECKED.append("inner")
+        if self.low >= self.high:
+            raise ValueError("--inner.low must be below --inner.high")
+
+
+@dataclass(frozen=True)
+class Outer:
+    episodes: int = 1
+    inner: Inner = field(default_factory=Inner)
+
+    def check(self) -> None:
+        CHECKED.append("outer")
+        if self.episodes > self.inner.high:
+            raise ValueError("--episodes must be <= --inner.high")
+
+
+CHECKED: list[str] = []
+
+
+def test_check_runs_after_the_command_line_is_parsed_nested_configs_first():
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Outer)
+    CHECKED.clear()
+    assert dataclass_from_args(Outer, parser.parse_args(["--episodes", "3"])) == Outer(episodes=3)
+    assert CHECKED == ["inner", "outer"]
+    with pytest.raises(ValueError, match="--inner.low must be below --inner.high"):
+        dataclass_from_args(Outer, parser.parse_args(["--inner.low", "10"]))
+    with pytest.raises(ValueError, match="--episodes must be <= --inner.high"):
+        dataclass_from_args(Outer, parser.parse_args(["--episodes", "11"]))
+    # Bounds come before check(): check() may rely on every value being in its range.
+    CHECKED.clear()
+    with pytest.raises(ValueError, match="--inner.high must be >= 1, got 0"):
+        dataclass_from_args(Outer, parser.parse_args(["--inner.high", "0"]))
+    assert CHECKED == []
+    # JSON: bounds only (check() may look at the machine a config was written on).
+    assert from_dict(Outer, {"episodes": 11}) == Outer(episodes=11) and CHECKED == []
+
+
+def test_a_positional_field_is_named_by_its_metavar(tmp_path):
+    @dataclass(frozen=True)
+    class Sheet:
+        directory: str = field(metadata={"positional": True, "path": "existing_dir"})
+        rows: int = field(default=4, metadata={"min": 1})
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Sheet)
+    with pytest.raises(ValueError, match="^DIRECTORY .*missing: no such directory$"):
+        dataclass_from_args(Sheet, parser.parse_args([str(tmp_path / "missing")]))
+    with pytest.raises(ValueError, match="^--rows must be >= 1, got 0$"):
+        dataclass_from_args(Sheet, parser.parse_args([str(tmp_path), "--rows", "0"]))
+
+
+@dataclass
+class BoundOnStr:
+    name: str = field(default="a", metadata={"min": 1})
+
+
+@dataclass
+class TwoLowerBounds:
+    lr: float = field(default=1.0, metadata={"min": 0, "gt": 0})
+
+
+@dataclass
+class PathOnInt:
+    port: int = field(default=1, metadata={"path": "existing_file"})
+
+
+@dataclass
+class UnknownPathKind:
+    out: str = field(default="x", metadata={"path": "somewhere"})
+
+
+@pytest.mark.parametrize(
+    "cls, match",
+    [
+        (BoundOnStr, "BoundOnStr.name: bounds need an int or float"),
+        (TwoLowerBounds, "TwoLowerBounds.lr: give one lower bound"),
+        (PathOnInt, "PathOnInt.port: a path field must be a str"),
+        (UnknownPathKind, "UnknownPathKind.out: path kind must be one of"),
+    ],
+)
+def test_limits_a_field_cannot_have_are_refused(cls, match):
+    with pytest.raises(TypeError, match=match):
+        add_dataclass_arguments(argparse.ArgumentParser(), cls)

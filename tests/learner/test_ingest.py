@@ -88,21 +88,34 @@ def test_interleaved_actors_become_whole_episodes_with_the_right_next_observatio
     )
 
 
-def test_duplicates_are_dropped_and_reacked_and_a_gap_splits_the_episode(tmp_path):
+def test_duplicates_are_dropped_and_reacked_and_a_gap_is_refused_until_resent(tmp_path):
+    """An ack is cumulative, so it must never cover a record the learner lacks: after a lost seq 3,
+    seqs 4 and 5 are refused (not journaled, the ack stays at 2) and a resend from 2 is asked for;
+    the resent 3, 4, 5 complete the episode in one piece."""
     ingest = make_ingest(tmp_path)
     messages = episode_messages(0, "s", 0, 0, 6)
     feed(ingest, messages[:3])
     accepted, acks = feed(ingest, [messages[1], messages[2]])  # a resend after a reconnect
     assert accepted == [False, False] and acks == [("a0", "s", 2)]
     assert ingest.actors["a0"].duplicates_dropped == 2
-    feed(ingest, [messages[4], messages[5]])  # seq 3 was lost (a full spool): nothing pairs across
+    journaled = ingest.journal.end
+    accepted, acks = feed(ingest, [messages[4], messages[5]])  # seq 3 lost on the way
+    assert accepted == [False, False] and acks == [] and ingest.journal.end == journaled
+    assert ingest.take_resends() == [("a0", "s", 2)] and ingest.take_resends() == []
+    assert ingest.rejected_messages["out_of_order"] == 2 and ingest.steps_stored == 3
+    accepted, acks = feed(ingest, messages[3:])  # the actor sends again from seq 3
+    assert accepted == [True] * 3 and acks == [("a0", "s", 5)]
     buffer = ingest.buffer
-    # Fragment 0..2 is stored without its last action (no next obs): 2 transitions + 1 obs slot;
-    # fragment 4..5 ends the episode: 2 transitions + the final obs.
-    assert buffer.written == 3 + 3 and len(buffer) == 4
-    assert buffer.state[:6, 0].tolist() == [0, 1, 2, 4, 5, 5.5]
-    assert buffer.valid[:6].tolist() == [True, True, False, True, True, False]
-    assert ingest.steps_stored == 5
+    assert buffer.written == 7 and len(buffer) == 6  # one episode: 6 transitions + the final obs
+    assert buffer.state[:7, 0].tolist() == [0, 1, 2, 3, 4, 5, 5.5]
+    assert ingest.steps_stored == 6
+
+
+def test_a_new_stream_may_start_past_seq_0(tmp_path):
+    """Leftovers of a session whose first records an earlier run acked start where they start."""
+    ingest = make_ingest(tmp_path)
+    accepted, acks = feed(ingest, episode_messages(0, "old", 40, 0, 3))
+    assert accepted == [True] * 3 and acks == [("a0", "old", 42)] and ingest.take_resends() == []
 
 
 def test_a_record_from_another_actors_connection_or_with_bad_arrays_is_rejected(tmp_path):

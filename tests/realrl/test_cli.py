@@ -87,9 +87,11 @@ def test_bench_sim_prints_the_contract_keys(capsys):
     assert result["state_steps_per_s"] > 0 and result["pixels_steps_per_s"] > 0
 
 
-def test_sigterm_stops_train_with_a_checkpoint_and_a_final_row(tmp_path):
-    """`realrl train --actors 0` answers SIGTERM like the learner: it checkpoints where it is, ends
-    metrics.jsonl with a final row of those counts and exits 0 (waits are upper bounds only)."""
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_signal_stops_train_with_a_checkpoint_and_a_final_row(tmp_path, signal_name):
+    """`realrl train --actors 0` answers SIGTERM and Ctrl-C like the learner: it checkpoints where it
+    is, ends metrics.jsonl with a final row of those counts and exits 0, no traceback (waits are
+    upper bounds only)."""
     import os
     import signal
     import subprocess
@@ -107,9 +109,10 @@ def test_sigterm_stops_train_with_a_checkpoint_and_a_final_row(tmp_path):
     while not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text():
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
         time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)  # its handler is up: the loop writes rows inside it
+    process.send_signal(getattr(signal, signal_name))  # its handler is up: the loop writes rows inside it
     stdout, _ = process.communicate(timeout=240)
     assert process.returncode == 0, log.read_text()[-2000:]
+    assert "Traceback" not in log.read_text()
     summary = json.loads(stdout.decode().splitlines()[-1])
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["final"] and rows[-1]["env_steps"] == summary["env_steps"] >= 20
