@@ -36,6 +36,13 @@ _RESEND_BUDGET = 64  # spooled records sent per loop turn while catching up
 _REWIND_EVERY_S = 1.0  # the same resend request is honoured at most this often (in-flight records repeat it)
 
 
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
 def record_bytes(frames: list) -> int:
     """What one record takes in the spool (actors.spool stores wire.pack_frames of it)."""
     return len(frame_table(frames)) + sum(memoryview(f).nbytes for f in frames)
@@ -119,8 +126,7 @@ class ActorTransport:
     def spool_usage(self) -> str:
         with self._budget:
             used = self._spooled_bytes + self._queued_bytes
-        budget = self.config.spool_bytes / 1e6
-        return f"{self.unacked} records, {used / 1e6:.1f} of --spool-bytes {budget:.1f} MB"
+        return f"{self.unacked} records, {_size(used)} of --spool-bytes {_size(self.config.spool_bytes)}"
 
     def take_weights(self) -> tuple[int, dict[str, np.ndarray]] | None:
         """The newest weights that arrived since the last call, or None."""
