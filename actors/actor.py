@@ -28,18 +28,22 @@ from formats.wire import StepRecord, encode_step
 
 _log = logging.getLogger(__name__)
 SPOOL_ROOT = Path.home() / ".cache" / "realrl" / "spool"
+_RESUME_FILL = 0.9  # a held actor acts again once the spool budget is at most this full
 
 
 def claim_spool(
-    actor_id: str | None, spool: str | None, root: Path | None = None
+    actor_id: str | None, spool: str | None, curve_secret: str | None = None, root: Path | None = None
 ) -> tuple[str, DirectoryLock]:
     """This process's actor id and its locked spool directory. Two processes never share a spool
-    (one would delete the other's records) nor, by default, an id: without --actor-id and --spool
-    the id is <host>-<N> for the first slot N that no running actor holds, so a restarted actor
-    takes its slot back and resends what it left; with only --spool it is <host>-<hash of the
-    path>, stable across restarts."""
+    (one would delete the other's records) nor, by default, an id: with CURVE keys the id is the
+    key's name (NAME.key_secret: the learner lets that key in only as NAME); otherwise, without
+    --actor-id and --spool, it is <host>-<N> for the first slot N that no running actor holds, so a
+    restarted actor takes its slot back and resends what it left; with only --spool it is
+    <host>-<hash of the path>, stable across restarts."""
     host = socket.gethostname()
     root = root or SPOOL_ROOT
+    if actor_id is None and curve_secret is not None:
+        actor_id = Path(curve_secret).name.removesuffix(".key_secret")
     if spool is not None:
         path = Path(spool).expanduser().resolve()
         name = actor_id or f"{host}-{hashlib.sha1(str(path).encode()).hexdigest()[:6]}"
@@ -64,7 +68,7 @@ class Actor:
         if config.control_hz < 0:
             raise ValueError(f"--control-hz must be >= 0, got {config.control_hz}")
         self.config = config
-        self.actor_id, self.spool_lock = claim_spool(config.actor_id, config.spool)
+        self.actor_id, self.spool_lock = claim_spool(config.actor_id, config.spool, config.curve_secret)
         self.session = uuid.uuid4().hex[:12]
         self.task = resolve_task_id(config.task)
         self.env = make_env(self.task, obs_mode=config.obs, image_size=config.image_size)
@@ -75,8 +79,9 @@ class Actor:
         )
         self.steps = 0  # records made (env steps taken)
         self.next_seq = 0  # records handed to the transport: seqs never skip, so acks never span a gap
-        self.dropped = 0  # records neither handed over nor kept (--on-spool-full drop, or a stop while full)
+        self.dropped = 0  # records not kept (--on-spool-full drop)
         self.policy_version = -1
+        self.failure: str | None = None  # why the control loop itself failed
         self.policy = None
         self.pipeline: ActionPipeline | None = None
 
@@ -94,6 +99,9 @@ class Actor:
         try:
             if self._wait_for_policy(stop):
                 self._act(stop)
+        except Exception as error:  # noqa: BLE001 (the final line must come, with the reason)
+            _log.exception("the actor failed")
+            self.failure = f"{type(error).__name__}: {error}"
         finally:
             self.transport.close(
                 self.config.wait_acks_s if not self.transport.error else 0, self.next_seq - 1
@@ -110,14 +118,19 @@ class Actor:
             "actor_id": self.actor_id,
             "session": self.session,
             "steps_recorded": self.steps,
-            "steps_acked": self.transport.acked_through + 1,
+            "steps_acked": self.transport.acked_through + 1 - len(self._lost_and_skipped()),
             "steps_spooled": len(self.transport.spool),
             "steps_dropped": self.dropped + self.transport.unspooled + self.transport.spool.damaged,
             "policy_version": self.policy_version,
         }
-        if self.transport.error:
-            summary["error"] = self.transport.error
+        if self.failure or self.transport.error:
+            summary["error"] = self.failure or self.transport.error
         return summary
+
+    def _lost_and_skipped(self) -> list[int]:
+        """This session's records found damaged in the spool that the learner's ack now covers (it
+        was told they are gone): covered, but never delivered."""
+        return [seq for seq in self.transport.spool.lost if seq <= self.transport.acked_through]
 
     def _going(self, stop: threading.Event) -> bool:
         return not (stop.is_set() or self.transport.ended.is_set())
@@ -196,7 +209,6 @@ class Actor:
                 final_state=np.asarray(next_obs["state"], dtype=np.float32),
                 final_images=dict(next_obs.get("images", {})),
             )
-            self.steps += 1
             self._hand_over(record, encode_step(record, image_codec=c.image_codec), stop)
             t += 1
             obs = next_obs
@@ -212,6 +224,7 @@ class Actor:
         """Give the step's record to the transport. When the spool budget cannot take it: with
         --on-spool-full wait, hold the robot still and wait for acks to free room (one log line per
         state change); with drop, count it and go on. Either way no record vanishes uncounted."""
+        self.steps += 1
         if self.transport.send(record.seq, frames):
             self.next_seq += 1
             return
@@ -227,10 +240,12 @@ class Actor:
             "spool full (%s): holding the robot still until the learner acks", self.transport.spool_usage()
         )
         while self._going(stop):
-            if self.transport.send(record.seq, frames):
+            # Resume only once a tenth of the budget is free, so a draining backlog does not
+            # alternate holding and acting (and their log lines) step by step.
+            if self.transport.send(record.seq, frames, fill=_RESUME_FILL):
                 self.next_seq += 1
                 _log.info("spool has room again: acting")
                 return
             time.sleep(0.01)
-        self.dropped += 1  # stopped while full: this last record had nowhere to go
-        _log.warning("stopped with the spool full: the last step's record was not kept")
+        self.transport.send(record.seq, frames, force=True)  # stopped: kept past the budget, resent later
+        self.next_seq += 1

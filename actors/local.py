@@ -27,6 +27,8 @@ class LocalActor:
     """Implements learner.sources.StepSource (duck-typed: actors/ does not import the learner).
     `replay`: anything with start_episode(obs) and add(action, reward, terminated, truncated, next_obs)."""
 
+    kind = "the in-process actor (train --actors 0)"
+
     def __init__(self, env, replay, seed: int, explore: Policy | None = None, explore_steps: int = 0) -> None:
         self.env, self.replay, self.seed = env, replay, seed
         self.explore, self.explore_steps = explore, explore_steps

@@ -3,9 +3,10 @@
 Each record is the multipart message exactly as it goes on the wire, one file per sequence number,
 written to a temporary name and renamed, so a killed actor leaves whole records or none and a
 restarted one resends everything still pending. The spool is bounded: when `max_bytes` would be
-exceeded, `put` refuses the record and counts it (the control loop must never wait for disk or
-network), so the kept records stay an unbroken prefix of the stream. Not thread-safe by itself: one
-transport thread owns it. No fsync: records must survive a process restart, which the page cache
+exceeded, `put` refuses the record (the actor's transport budgets all sessions' spools together
+before a record is queued, so this bound is a backstop). A damaged record is moved aside and its
+seq remembered in `lost`, so the transport can tell the learner it is gone. Not thread-safe by
+itself: one transport thread owns it. No fsync: records must survive a process restart, which the page cache
 does; a power cut may lose the newest unacked steps."""
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ class Spool:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
-        self.refused = 0  # records not spooled because the spool was full
-        self.damaged = 0  # records found unreadable (moved aside, never resent)
+        self.refused = 0  # put() calls refused (over max_bytes) or failed (the disk)
+        self.lost = {int(p.name[:12]) for p in self.directory.glob("*.rec.bad")}  # damaged, set aside
+        self.damaged = 0  # records found unreadable by this process (moved aside, never resent)
         for leftover in self.directory.glob(".*.tmp"):  # a write cut short by a kill
             leftover.unlink()
         self._sizes = {seq: path.stat().st_size for seq, path in self._files()}
@@ -89,6 +91,7 @@ class Spool:
                 os.replace(path, path.with_name(f"{path.name}.bad"))
                 self._total -= self._sizes.pop(seq)
                 self.damaged += 1
+                self.lost.add(seq)
                 continue
             yield seq, frames
 

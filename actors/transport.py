@@ -90,7 +90,9 @@ class ActorTransport:
         self._budget = threading.Lock()
         self._queued_bytes = 0  # in the outbox, not spooled yet
         self._spooled_bytes = sum(s.nbytes for s in self.spools.values())  # all sessions' spools
-        self._hellos = 0  # hellos sent: a welcome names the one it answers (older ones are stale)
+        self._hellos = 0  # hellos sent: a welcome names the one it answers
+        self._epoch = 1  # the first hello since we lost the learner: welcomes to older ones are stale
+        self._acked_at = time.monotonic()  # when this session's ack last moved (or nothing was owed)
         self._rewound: tuple[str, int, float] | None = None  # last honoured resend request
         self._refusal: str | None = None  # why the learner keeps turning this actor away, logged once
         self._silent_since = time.monotonic()  # no welcome since then (while not connected)
@@ -107,12 +109,15 @@ class ActorTransport:
     def start(self) -> None:
         self._thread.start()
 
-    def send(self, seq: int, frames: list) -> bool:
-        """Queue one record unless the spool budget cannot take it (then False, and nothing was
-        queued: the caller holds the robot until acks free room, or drops and counts). Never blocks."""
+    def send(self, seq: int, frames: list, *, fill: float = 1.0, force: bool = False) -> bool:
+        """Queue one record unless the spool budget would then be more than `fill` used (then False,
+        and nothing was queued: the caller holds the robot until acks free room, or drops and
+        counts). `force` queues it past the budget (the last record of an actor told to stop while
+        it waited for room). Never blocks."""
         size = record_bytes(frames)
         with self._budget:
-            if self._spooled_bytes + self._queued_bytes + size > self.config.spool_bytes:
+            used = self._spooled_bytes + self._queued_bytes + size
+            if used > fill * self.config.spool_bytes and not force:
                 return False
             self._queued_bytes += size
         self._outbox.append((seq, frames, size))
@@ -142,8 +147,10 @@ class ActorTransport:
         while self.acked_through < last_seq and time.monotonic() < deadline and self._thread.is_alive():
             time.sleep(0.01)
         self._stop.set()
-        self._thread.join(timeout=5)
-        if self._outbox and not self._thread.is_alive():
+        self._thread.join(timeout=60)  # it spools what is queued first; bounded against a hang only
+        if self._thread.is_alive():
+            _log.error("the transport thread did not end: the counts below are a guess")
+        elif self._outbox:
             self._spool_outbox(None)  # a thread that died left them
         self.unspooled = len(self._outbox)
         if self.unspooled:
@@ -190,6 +197,7 @@ class ActorTransport:
                     self._disconnected()
                 self._spool_outbox(socket)
                 if self._connected:
+                    self._rewind_if_unacked(now)
                     self._resend(socket)
                     self._count_spooled()  # a damaged record moved aside frees its bytes
                     if now >= next_heartbeat:
@@ -229,13 +237,24 @@ class ActorTransport:
 
     def _disconnected(self) -> None:
         self._connected = False
+        self._epoch = self._hellos + 1
         self._silent_since = time.monotonic()
         self._next_silence_warning = self.config.answer_timeout_s
 
+    def _rewind_if_unacked(self, now: float) -> None:
+        """Records sent but not acked for `learner_timeout_s` while the learner talks to us: one was
+        lost on the way and nothing sent after it made the learner ask for it (say the robot is held
+        on a full spool), so send again from the first unacked one."""
+        if self._cursor.get(self.session, -1) <= self.acked_through:
+            self._acked_at = now
+        elif now - self._acked_at > self.config.learner_timeout_s:
+            self._acked_at = now
+            self._rewind(self.session, self.acked_through)
+
     def _handle(self, kind: str, header: dict, arrays: dict) -> None:
         if kind == "welcome":
-            if header.get("hello", self._hellos) != self._hellos:
-                return  # the answer to an older hello (queued while the learner was stalled)
+            if self._connected or header.get("hello", self._epoch) < self._epoch:
+                return  # one of many answers to hellos queued while the learner was stalled
             if self._incarnation not in (None, header["learner"]):
                 _log.info("a restarted learner answered: resending every unacked record")
             if self._refusal is not None:
@@ -256,8 +275,9 @@ class ActorTransport:
                     shutil.rmtree(spool.directory, ignore_errors=True)
                     del self.spools[header["session"]]
                 self._count_spooled()
-            if header["session"] == self.session:
-                self.acked_through = max(self.acked_through, int(header["through"]))
+            if header["session"] == self.session and int(header["through"]) > self.acked_through:
+                self.acked_through = int(header["through"])
+                self._acked_at = time.monotonic()
         elif kind == "resend":
             self._rewind(str(header["session"]), int(header["after"]))
         elif kind == "weights":
@@ -334,10 +354,23 @@ class ActorTransport:
         budget = _RESEND_BUDGET
         for name, spool in self.spools.items():  # earlier sessions first, this one last
             for seq, frames in spool.pending(after=self._cursor.get(name, -1)):
-                if budget == 0 or not self._try_send(socket, frames):
+                if budget == 0 or not self._skip_lost(socket, name, spool, seq):
+                    return
+                if not self._try_send(socket, frames):
                     return
                 self._cursor[name] = seq
                 budget -= 1
+
+    def _skip_lost(self, socket: zmq.Socket, name: str, spool: Spool, seq: int) -> bool:
+        """Before resending `seq`: if records between the last one sent and it were found damaged
+        in the spool (counted, never sendable), tell the learner they are gone, or it would wait
+        for them forever (an ack never covers a gap). False when that could not be sent now."""
+        cursor = self._cursor.get(name, -1)
+        if not any(cursor < lost < seq for lost in spool.lost):
+            return True
+        return self._try_send(
+            socket, encode("skip", {"actor": self.actor_id, "session": name, "through": seq - 1})
+        )
 
     def _try_send(self, socket: zmq.Socket, frames: list) -> bool:
         try:

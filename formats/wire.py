@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 
 PROTOCOL_VERSION = 1
-MESSAGE_TYPES = frozenset({"hello", "welcome", "step", "ack", "resend", "heartbeat", "weights", "bye"})
+MESSAGE_TYPES = frozenset(
+    {"hello", "welcome", "step", "ack", "resend", "skip", "heartbeat", "weights", "bye"}
+)
 DTYPES = frozenset({"uint8", "int32", "int64", "float16", "float32", "float64", "bool"})
 _NUMPY_DTYPES = {name: np.dtype(name) for name in DTYPES}  # built once: np.dtype() per array adds up
 CODECS = frozenset({"raw", "jpeg", "png"})

@@ -58,6 +58,7 @@ class ActorStats:
     episodes: int = 0
     operator_steps: int = 0  # steps whose executed action came from a human operator (interventions)
     filtered_steps: int = 0  # steps whose action the safety filter changed
+    steps_lost: int = 0  # records the actor found damaged in its spool and could not resend
     finished: list[tuple[float, bool]] = field(default_factory=list)  # (return, success) since last row
     episode_return: float = 0.0  # of the episode being received
     episode_success: bool = False
@@ -71,6 +72,7 @@ class ActorStats:
         "episodes",
         "operator_steps",
         "filtered_steps",
+        "steps_lost",
     )
 
 
@@ -172,6 +174,21 @@ class Ingest:
         acks = [(s.actor, s.session, s.last_seq) for s in self._acks if s.last_seq >= 0]
         self._acks.clear()
         return acks
+
+    def skip(self, actor: str, session: str, through: int) -> None:
+        """The actor lost its records after the newest one we have, through `through` (damaged in
+        its spool): count them, and go on after them (the next ack covers them)."""
+        stream = self.streams.get((actor, session))
+        if stream is None or through <= stream.last_seq:
+            return  # a new stream starts wherever its first record says; or old news
+        lost = through - stream.last_seq
+        self.actor(actor).steps_lost += lost
+        _log.warning("actor %s session %s lost %d records (seq %d..%d) in its spool", actor, session,
+                     lost, stream.last_seq + 1, through)  # fmt: skip
+        if stream.fragment:
+            self._flush(stream)
+        stream.last_seq = stream.stored_through = through
+        self._acks[stream] = None
 
     def take_resends(self) -> list[tuple[str, str, int]]:
         """(actor, session, newest seq stored) of each stream whose next record went missing in this

@@ -93,7 +93,6 @@ def open_run(config: TrainConfig, out: Path, resume: bool) -> tuple[TrainConfig,
             config = _resumed(config, out)
         elif (out / "metrics.jsonl").exists() or (out / "checkpoints").exists():
             raise ValueError(f"{out} already holds a run: pass --resume to continue it, or a new --out")
-        check_config(config)
         save_config(config, out / "config.json")
     except BaseException:
         lock.release()
@@ -101,28 +100,34 @@ def open_run(config: TrainConfig, out: Path, resume: bool) -> tuple[TrainConfig,
     return config, lock
 
 
-def check_config(config: TrainConfig) -> None:
-    """What the loop needs of a config beyond each field's bounds (which formats.config checks)."""
-    if config.keep_checkpoints < 1:
-        raise ValueError(f"--keep-checkpoints must be >= 1, got {config.keep_checkpoints}")
-    if config.critic_actor_ratio is not None and config.critic_actor_ratio < 1:
-        raise ValueError(f"--critic-actor-ratio must be >= 1, got {config.critic_actor_ratio}")
-
-
 def no_checkpoint(out: Path, why: str) -> ValueError:
     return ValueError(f"--resume: {out} holds no checkpoint ({why})")
 
 
 def saved_config(out: Path) -> dict[str, Any]:
-    """<out>/config.json as plain JSON, not checked yet: a bad saved value must not stop a --resume
-    that gives its flag again."""
+    """<out>/config.json as plain JSON, not checked yet (a bad saved value must not stop a --resume
+    that gives its flag again), with today's defaults for the fields a config of an older version
+    lacks."""
     path = out / "config.json"
     if not path.exists():
         raise no_checkpoint(out, "no run was started there; leave out --resume to start one")
     try:
-        return json.loads(path.read_text())
+        saved = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path}: not a config (a JSON object)")
+    return _with_defaults(saved, to_dict(TrainConfig()))
+
+
+def _with_defaults(saved: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(saved)
+    for key, default in defaults.items():
+        if key not in merged:
+            merged[key] = default
+        elif isinstance(default, dict) and isinstance(merged[key], dict):
+            merged[key] = _with_defaults(merged[key], default)
+    return merged
 
 
 def with_fields(
@@ -156,9 +161,7 @@ def field_names(data: dict[str, Any], prefix: str = "") -> list[str]:
 
 def _json_field(data: dict[str, Any], name: str) -> Any:
     for part in name.split("."):
-        if not isinstance(data, dict) or part not in data:
-            return "<not saved>"  # a config.json older than the field
-        data = data[part]
+        data = data[part] if isinstance(data, dict) else None
     return data
 
 
@@ -178,6 +181,12 @@ def _resumed(config: TrainConfig, out: Path) -> TrainConfig:
             f"run in {out}; leave them out, or start a new --out"
         )
     latest = out / "checkpoints" / "latest"
+    if not latest.exists() and read_rows(out / "metrics.jsonl") and not _journaled(out):
+        raise no_checkpoint(
+            out,
+            "the run stopped before its first one; starting it over would log env steps from 0 "
+            "again: start it in a new --out, or delete this one",
+        )
     done = read_counters(latest)["env_steps"] if latest.exists() else 0
     if "steps" in changes and config.steps < done:  # (actors may overshoot the saved total: fine)
         raise ValueError(f"--steps {config.steps} is below the {done} env steps the run in {out} already has")
@@ -187,6 +196,11 @@ def _resumed(config: TrainConfig, out: Path) -> TrainConfig:
             ", ".join(f"{_flag(n)} {new!r} (saved {old!r})" for n, (old, new) in changes.items()),
         )
     return config
+
+
+def _journaled(out: Path) -> bool:
+    """Whether a learner's journal in <out> holds acked steps (a resume replays them)."""
+    return any(path.stat().st_size for path in (out / "replay" / "journal").glob("journal_*.log"))
 
 
 def seed_everything(seed: int) -> None:
@@ -286,7 +300,6 @@ class TrainingLoop:
         lock: DirectoryLock | None = None,
     ) -> None:
         """`lock`: the run directory's (open_run), released when run() ends or by close()."""
-        check_config(config)
         # A loop built and dropped without run() or close() (e.g. to inspect a run) lets go of the
         # directory when it is collected.
         self._release_lock = weakref.finalize(self, lock.release) if lock is not None else None
@@ -306,15 +319,9 @@ class TrainingLoop:
             resume_at = self._restore()
         else:
             self.replay.log.clear()  # segments of a run that died before its first checkpoint
-            if resume:
+            if resume:  # no checkpoint, but open_run found no rows to contradict, or a journal
                 self.source.restore(None, None)  # a learner's journal still holds what was acked
                 resume_at = self.env_steps
-                if resume_at == 0 and read_rows(out / "metrics.jsonl"):
-                    raise no_checkpoint(
-                        out,
-                        "the run stopped before its first one; starting it over would log env steps "
-                        "from 0 again: start it in a new --out, or delete this one",
-                    )
             else:
                 self.source.fresh_start()
         self.metrics = MetricsWriter(out, resume_at)
@@ -427,6 +434,11 @@ class TrainingLoop:
                 self._evaluate()
         else:
             self.source.stop()
+            if self.env_steps == 0 and self._checkpointed_at < 0:
+                # Stopped before its first step (say while recording its demos): no checkpoint and
+                # no row, so a --resume sets the run up again from scratch, demos topped up.
+                self.source.close(finished)
+                return
         if self._checkpointed_at != self.env_steps:
             self.save_checkpoint()
         self.metrics.write({**self.counters(), **self.source.row_metrics(self._elapsed()), "final": True})
@@ -511,6 +523,7 @@ class TrainingLoop:
             # Demos are reloaded from their directory; only their sampler state must carry over.
             "demo_replay_meta": self.replay.demo.meta_state_dict(),
             "source": source_state,
+            "source_kind": self.source.kind,
             "rng": {
                 "python": random.getstate(),
                 "numpy": np.random.get_state(),
@@ -532,6 +545,12 @@ class TrainingLoop:
     def _restore(self) -> int:
         """Load the newest checkpoint; returns the env steps it was taken at."""
         state, counters = self.checkpoints.load_latest(self.algorithm.device)
+        kind = state.get("source_kind", self.source.kind)
+        if kind != self.source.kind:  # their states differ: a learner's journal would go unread
+            raise ValueError(
+                f"--resume: the run in {self.out} was fed by {kind}; resume it the same way, not with "
+                f"{self.source.kind}"
+            )
         algorithm = self.algorithm
         algorithm.load_state_dict(state["algorithm"])
         for name, optimizer in algorithm.optimizers.items():

@@ -11,16 +11,19 @@ say hello only as the actor its file is named after. Without keys the default bi
 
 A hello is refused for good (the actor stops, naming the reason) when its task or observation spec
 differs from the learner's, or its id is not its key's; it is turned away for now while another live
-actor (heard within three heartbeats) uses the same id, so a restarted actor gets in moments later."""
+actor (heard within --actor-timeout-s) uses the same id, so a restarted actor gets in once its old
+session is marked dead."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import zmq
 import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
 
 from formats.wire import Limits, WireError, decode, encode
 from learner.configs import ServerConfig
@@ -56,34 +61,36 @@ def allowed_keys(directory: str | Path) -> dict[bytes, str]:
 
 
 def key_fingerprint(z85_key: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(z85_key).hexdigest()[:16]
 
 
-class _Authenticator:
-    """Mixed into pyzmq's ThreadAuthenticator: a handshake's User-Id is the allow-listed key's name
-    (the server checks it against the hello), and a refused key is logged with its fingerprint."""
+class _Authenticator(ThreadAuthenticator):
+    """pyzmq's ZAP handler over the allow-list: a handshake's User-Id is the allowed key's name (the
+    server checks it against the hello), and a refused key is logged with its fingerprint (its
+    1st, 2nd, 4th, ... handshake: a refused client retries several times a second)."""
 
-    names: dict[bytes, str] = {}
+    def __init__(self, context: zmq.Context, names: dict[bytes, str]) -> None:
+        super().__init__(context)
+        self.names = names  # {z85 public key: actor name}
+        self.refusals: Counter[bytes] = Counter()
 
     def curve_user_id(self, client_public_key: bytes) -> str:
-        from zmq.utils import z85
+        return self.names.get(z85.encode(client_public_key), "")  # a raw key; the names are z85
 
-        return self.names.get(z85.encode(client_public_key), "")  # the raw key: the names are z85
-
-    async def _authenticate_curve(self, domain, client_key):
-        allowed, reason = await super()._authenticate_curve(domain, client_key)
-        if not allowed:
-            from zmq.utils import z85
-
-            key = z85.encode(client_key)
+    def callback(self, domain: str, z85_key: bytes) -> bool:
+        """The credentials provider's check (configure_curve_callback)."""
+        if z85_key in self.names:
+            return True
+        self.refusals[z85_key] += 1
+        count = self.refusals[z85_key]
+        if count & (count - 1) == 0:
             _log.warning(
-                "refused a CURVE handshake: key %s (fingerprint %s) is not in --allow-keys",
-                key.decode(),
-                key_fingerprint(key),
+                "refused a CURVE handshake: key %s (fingerprint %s) is not in --allow-keys (%d tries)",
+                z85_key.decode(),
+                key_fingerprint(z85_key),
+                count,
             )
-        return allowed, reason
+        return False
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -228,7 +235,6 @@ class LearnerServer:
             context.term()
 
     def _start_curve(self, context: zmq.Context, socket: zmq.Socket):
-        from zmq.auth.thread import ThreadAuthenticator
 
         public, secret = zmq.auth.load_certificate(self.config.curve_secret)
         if secret is None:
@@ -236,11 +242,9 @@ class LearnerServer:
         allowed = Path(self.config.allow_keys)
         if not allowed.is_dir() or not any(allowed.glob("*.key")):
             raise ValueError(f"--allow-keys {allowed}: no public NAME.key files there")
-        auth_class = type("Authenticator", (_Authenticator, ThreadAuthenticator), {})
-        auth = auth_class(context)
-        auth.names = {z85: name for z85, name in allowed_keys(allowed).items()}
+        auth = _Authenticator(context, allowed_keys(allowed))
         auth.start()
-        auth.configure_curve(domain="*", location=str(allowed))
+        auth.configure_curve_callback(domain="*", credentials_provider=auth)
         socket.curve_secretkey, socket.curve_publickey, socket.curve_server = secret, public, True
         return auth
 
@@ -320,6 +324,12 @@ class LearnerServer:
         connection.last_heard = time.monotonic()
         if message.type == "step":
             self.ingest.offer(connection.actor, message, body)
+        elif message.type == "skip":
+            session, through = message.header.get("session"), message.header.get("through")
+            if isinstance(session, str) and isinstance(through, int) and not isinstance(through, bool):
+                self.ingest.skip(connection.actor, session, through)
+            else:
+                self.ingest.reject("bad_skip", actor, "skip needs a string 'session' and an int 'through'")
         elif message.type == "bye":
             self._drop(identity, "said bye")
         elif message.type != "heartbeat":
@@ -342,7 +352,7 @@ class LearnerServer:
                 continue
             if old.session == session:  # a reconnect, or a hello repeated while we were stalled
                 known = old_identity == identity
-            elif now - old.last_heard < 3 * self.config.heartbeat_s:
+            elif now - old.last_heard < self.config.actor_timeout_s:  # not dead yet: someone else
                 busy = (
                     f"actor id {actor!r} is in use by another live actor (session {old.session}): give "
                     "each actor process its own --actor-id"

@@ -25,6 +25,7 @@ class StepSource(Protocol):
     """What the loop calls. Implemented by IngestSource below and actors.local.LocalActor."""
 
     env_steps: int  # env steps stored in the online replay so far
+    kind: str  # what feeds the run, in words; a run resumes only with a source of the same kind
 
     def fresh_start(self) -> None:
         """A new run (not resumed): forget anything a dead earlier run left behind."""
@@ -85,6 +86,8 @@ class IngestSource:
     Checkpoints add the ingest state (per-session dedup counters, per-actor stats); records acked
     after a checkpoint live in the journal, which a resumed learner replays, so `--resume` after a
     SIGKILL stores every acked step exactly once."""
+
+    kind = "actor processes (realrl learner, or train --actors N)"
 
     def __init__(
         self,

@@ -90,3 +90,30 @@ def test_eight_actors_at_once_each_stored_exactly_once(tmp_path):
     assert {name: sorted(seqs) for name, seqs in per_actor.items()} == {
         name: list(range(steps)) for name, _, _ in actors
     }
+
+
+def test_a_record_damaged_in_the_spool_is_skipped_and_counted_not_waited_for(tmp_path):
+    """Seq 2 rots in the spool before the learner comes up: the actor sets it aside, tells the
+    learner it is gone (an ack never covers a gap, so the learner would wait for it forever), and
+    the rest is stored and acked; the lost record is counted on both sides."""
+    endpoint = f"ipc://{tmp_path}/learner"
+    config = TransportConfig(learner=endpoint, heartbeat_s=0.1, learner_timeout_s=HANG_S)
+    transport = ActorTransport(config, "robot-0", "s", tmp_path / "spool", {"spec": SPEC.to_json()})
+    transport.start()
+    for seq in range(EPISODE):
+        assert transport.send(seq, encode_step(record("robot-0", "s", seq)))
+    wait_until(lambda: len(transport.spool) == EPISODE)  # spooled; nobody to send them to yet
+    (transport.spool.directory / f"{2:012d}.rec").write_bytes(b"rotten")
+    buffer = ReplayBuffer(64, 4, 2, SPEC.image_shapes)
+    ingest = Ingest(SPEC, buffer, Journal(tmp_path / "journal"))
+    server = LearnerServer(ServerConfig(bind=endpoint, heartbeat_s=0.1, actor_timeout_s=HANG_S), ingest, {})
+    server.start()
+    wait_until(lambda: transport.acked_through == EPISODE - 1)
+    transport.close(wait_s=HANG_S, last_seq=EPISODE - 1)
+    server.stop()
+    ingest.journal.close()
+    assert transport.spool.damaged == 1 and transport.spool.lost == {2} and len(transport.spool) == 0
+    stats = ingest.actors["robot-0"]
+    assert (stats.steps_stored, stats.steps_lost, ingest.steps_stored) == (EPISODE - 1, 1, EPISODE - 1)
+    seqs = [split_record_id(i)[1] for i in buffer.record_id[: buffer.written].tolist() if i >= 0]
+    assert sorted(seqs) == [0, 1, 3, 4, 5, 6]

@@ -181,6 +181,8 @@ class BurstSource:
     """A step source (learner.sources.StepSource) that delivers `burst` synthetic steps per call,
     like sim actors that outrun the learner; sets `stop_event` (a signal) on call `stop_after`."""
 
+    kind = "a burst of synthetic steps"
+
     def __init__(self, online, burst: int, stop_event=None, stop_after: int | None = None):
         self.online, self.burst, self.stop_event, self.stop_after = online, burst, stop_event, stop_after
         self.env_steps, self.calls, self.finished, self.stopped = 0, 0, False, False

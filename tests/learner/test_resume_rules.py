@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 
@@ -104,10 +105,44 @@ def test_resume_without_a_checkpoint_does_not_start_over(run_dir):
     """A run that died before its first checkpoint (here: its checkpoints taken away) logged rows
     that a run started over would log again from step 0."""
     shutil.rmtree(run_dir / "checkpoints")
-    rows_before = (run_dir / "metrics.jsonl").read_text()
+    rows_before, config_before = (run_dir / "metrics.jsonl").read_text(), saved(run_dir)
     with pytest.raises(ValueError, match="holds no checkpoint .*stopped before its first one"):
-        build_loop(tiny_config(60), run_dir, resume=True, progress=False)
+        build_loop(replace(tiny_config(60), eval_every=40), run_dir, resume=True, progress=False)
     assert (run_dir / "metrics.jsonl").read_text() == rows_before
+    assert saved(run_dir) == config_before  # a refused resume changes nothing
+
+
+def test_a_run_stopped_while_it_records_its_demos_is_set_up_again_on_resume(tmp_path):
+    """A stop request before the first step (here during the demo recording) leaves no checkpoint
+    and no row: a --resume tops the demos up and starts from step 0 (a checkpoint of the short demo
+    buffer would not fit the topped-up one)."""
+    from formats.episodes import read_manifest
+
+    out, stop = tmp_path / "run", threading.Event()
+    stop.set()  # the recording finishes the episode under way, then stops
+    config = replace(tiny_config(60), demo_episodes=3)
+    summary = build_loop(config, out, progress=False, stop=stop).run(stop)
+    assert summary["env_steps"] == 0 and not (out / "checkpoints").exists()
+    assert len(read_manifest(out / "demos")["episodes"]) == 1
+    summary = build_loop(config, out, resume=True, progress=False).run()
+    assert summary["env_steps"] == 60 and len(read_manifest(out / "demos")["episodes"]) == 3
+
+
+def test_a_run_resumes_only_with_the_kind_of_source_that_fed_it(run_dir):
+    """A run of the in-process actor resumed by a learner (or the reverse) would restore the wrong
+    state, or leave a learner's journal unread."""
+    from learner.configs import ServerConfig
+
+    with pytest.raises(ValueError, match="fed by the in-process actor .* not with actor processes"):
+        build_loop(tiny_config(60), run_dir, server=ServerConfig(), resume=True, progress=False)
+
+
+def test_a_config_saved_before_a_field_existed_still_resumes(run_dir):
+    config = saved(run_dir)
+    del config["agent"]["critic_impl"], config["critic_actor_ratio"]  # fields added later
+    (run_dir / "config.json").write_text(json.dumps(config))
+    summary = build_loop(tiny_config(60), run_dir, resume=True, progress=False).run()
+    assert summary["env_steps"] == 60
 
 
 def test_metrics_rows_never_go_back(tmp_path):
