@@ -142,7 +142,8 @@ class DemoInfoConfig:
     directory: str = field(metadata={"positional": True})
     """Demo directory."""
     verify: bool = False
-    """Also load every file and check its checksum."""
+    """Also load every file: its checksum, its shapes against the manifest's obs spec, and whether
+    the manifest's task observes and acts what the files hold."""
 
 
 @dataclass(frozen=True)

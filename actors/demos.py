@@ -13,7 +13,7 @@ import numpy as np
 
 from actors.composition import ActionPipeline
 from actors.scripted import ScriptedPolicy
-from actors.specs import image_shapes, policy_spec
+from actors.specs import obs_spec
 from envs import make_env, resolve_task_id
 from formats.episodes import (
     Episode,
@@ -100,19 +100,15 @@ def verify_demos(directory: str | Path) -> int:
         image_size = next(iter(cameras.values()))[0] if cameras else 128
         env = make_env(manifest["task"], obs_mode=manifest["obs_mode"], image_size=image_size)
         try:
-            spec = policy_spec(env)
-            task_spec = {
-                "state": [spec.state_dim],
-                "images": {name: list(shape) for name, shape in image_shapes(env).items()},
-            }
+            task_spec, action_dim = obs_spec(env), env.action_space.shape[0]
         finally:
             env.close()
         check_manifest(
             manifest,
             directory,
-            task=manifest["task"],
+            task=None,  # the manifest's own: what matters is whether that task observes this
             obs_spec=task_spec,
-            action_dim=spec.action_dim,
+            action_dim=action_dim,
             whose=f"what its task {manifest['task']} ({manifest['obs_mode']}) observes and acts",
         )
     return count

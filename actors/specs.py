@@ -1,4 +1,5 @@
-"""What an env's spaces say about the data: the wire's record spec and a policy's spec."""
+"""What an env's spaces say about the data: the wire's record spec, a demo manifest's obs spec and
+a policy's spec."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ def record_spec(env) -> RecordSpec:
         action_dim=env.action_space.shape[0],
         image_shapes=image_shapes(env),
     )
+
+
+def obs_spec(env) -> dict:
+    """The env's observations as a demo manifest writes them (formats.episodes `obs_spec`)."""
+    return {
+        "state": [env.observation_space["state"].shape[0]],
+        "images": {name: list(shape) for name, shape in image_shapes(env).items()},
+    }
 
 
 def policy_spec(env) -> PolicySpec:

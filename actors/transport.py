@@ -228,11 +228,16 @@ class ActorTransport:
         silent = now - self._silent_since
         if silent >= self._next_silence_warning:
             self._next_silence_warning *= 2
+            keys = (
+                "; check --learner-key and that this actor's public key is in the learner's --allow-keys"
+                if self.config.curve_secret
+                else "; a learner with CURVE keys answers only actors with --curve-secret/--learner-key"
+            )
             _log.warning(
-                "no answer from the learner at %s for %.0f s: is it running there? With CURVE, check "
-                "--learner-key and that this actor's public key is in the learner's --allow-keys",
+                "no answer from the learner at %s for %.0f s: is it running there%s",
                 self.config.learner,
                 silent,
+                keys,
             )
 
     def _disconnected(self) -> None:

@@ -157,14 +157,14 @@ def check_manifest(
     manifest: dict[str, Any],
     directory: str | Path,
     *,
-    task: str,
+    task: str | None,
     obs_spec: dict[str, Any],
     action_dim: int,
     whose: str = "this run's",
 ) -> None:
-    """Refuse demos recorded for another task or with other observations/actions than `whose`
-    (e.g. a learner's), naming both."""
-    if manifest["task"] != task:
+    """Refuse demos recorded for another task (unless `task` is None) or with other
+    observations/actions than `whose` (e.g. a learner's), naming both."""
+    if task is not None and manifest["task"] != task:
         raise EpisodeFormatError(
             f"{directory}: demos of {manifest['task']}, but {whose} task is {task}; "
             "record demos of that task or choose another directory"

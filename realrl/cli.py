@@ -52,20 +52,19 @@ def cmd_demos_record(args: argparse.Namespace) -> None:
     from actors.demos import record_scripted, write_contact_sheet
 
     config = dataclass_from_args(DemoRecordConfig, args)  # checked by main() already
-    with stop_on_signals() as stop:  # SIGINT/SIGTERM: finish the episode under way, then the summary
-        summary = record_scripted(
-            config.task,
-            config.episodes,
-            config.out,
-            seed=config.seed,
-            noise=config.noise,
-            obs_mode=config.obs,
-            image_size=config.image_size,
-            randomize=config.randomize,
-            successes_only=config.successes_only,
-            progress=not args.json,
-            stop=stop,
-        )
+    summary = record_scripted(
+        config.task,
+        config.episodes,
+        config.out,
+        seed=config.seed,
+        noise=config.noise,
+        obs_mode=config.obs,
+        image_size=config.image_size,
+        randomize=config.randomize,
+        successes_only=config.successes_only,
+        progress=not args.json,
+        stop=args.stop,  # SIGINT/SIGTERM: finish the episode under way, then the summary
+    )
     if config.contact_sheet:
         summary["contact_sheet"] = str(write_contact_sheet(config.out, config.contact_sheet))
     _print_result(summary, args.json)
@@ -109,8 +108,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     config = _train_config(args)
     run = train_with_actors if config.actors > 0 else train
-    with stop_on_signals() as stop:  # SIGINT/SIGTERM: checkpoint, a final row, exit 0
-        summary = run(config, args.out, resume=args.resume, progress=not args.json, stop=stop)
+    summary = run(config, args.out, resume=args.resume, progress=not args.json, stop=args.stop)
     _print_result(summary, args.json)
 
 
@@ -120,8 +118,9 @@ def cmd_learner(args: argparse.Namespace) -> None:
 
     config = _train_config(args)
     server = dataclass_from_args(ServerConfig, args)
-    with stop_on_signals() as stop:
-        summary = run_learner(config, args.out, server, resume=args.resume, progress=not args.json, stop=stop)
+    summary = run_learner(
+        config, args.out, server, resume=args.resume, progress=not args.json, stop=args.stop
+    )
     _print_result(summary, args.json)
 
 
@@ -130,8 +129,7 @@ def cmd_actor(args: argparse.Namespace) -> None:
     from actors.config import ActorConfig
 
     actor = Actor(dataclass_from_args(ActorConfig, args))
-    with stop_on_signals() as stop:
-        summary = actor.run(stop)
+    summary = actor.run(args.stop)
     print(json.dumps(summary), flush=True)  # the one final JSON line (stdout) that scripts read
     if "error" in summary:  # refused by the learner, or the link died: the accounting above still holds
         raise ValueError(summary["error"])
@@ -345,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("OpenGL").setLevel(logging.WARNING)
     try:
-        with _stop_requests(args):
+        with _stop_requests(args) as args.stop:  # None for the verbs that just stop
             args.handler(args)
     except KeyboardInterrupt:  # a second Ctrl-C, or one in a verb that has nothing to finish
         print("realrl: interrupted", file=sys.stderr)
@@ -365,7 +363,7 @@ def _stop_requests(args: argparse.Namespace):
     """Long-running verbs take SIGINT/SIGTERM as a request to finish cleanly (exit 0), from before
     they build anything; the others just stop (exit 130)."""
     long_running = args.verb in ("train", "learner", "actor") or getattr(args, "demos_verb", None) == "record"
-    return stop_on_signals() if long_running else contextlib.nullcontext()
+    return stop_on_signals() if long_running else contextlib.nullcontext(None)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ server's ingest (learner.sources.IngestSource), wired in realrl.commands.train.b
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from learner.configs import ServerConfig, TrainConfig
 from realrl.commands.train import build_loop
+
+_log = logging.getLogger(__name__)
 
 
 def run_learner(
@@ -61,6 +64,9 @@ def train_with_actors(
     processes stream to it. Their logs and final JSON lines go to <out>/actors/."""
     out = Path(out)
     processes: list[subprocess.Popen] = []
+    stop = stop or threading.Event()
+    failed: list[str] = []  # why an actor exited early (the run stops: it would wait for it forever)
+    over = threading.Event()  # the loop ended: actors exit now, as they are told
 
     def start_actors(endpoint: str) -> None:
         (out / "actors").mkdir(exist_ok=True)
@@ -74,6 +80,7 @@ def train_with_actors(
                         start_new_session=True,  # a Ctrl-C reaches the learner, which then stops them
                     )
                 )
+        threading.Thread(target=_watch, args=(processes, out, stop, over, failed), daemon=True).start()
 
     server = ServerConfig(bind="tcp://127.0.0.1:*")
     loop = build_loop(
@@ -82,10 +89,33 @@ def train_with_actors(
     try:
         summary = loop.run(stop)
     finally:
+        over.set()
         finished = loop.env_steps >= loop.config.steps
         finals = [_stop_actor(p, finished) for p in processes]
+    if failed:
+        raise RuntimeError(f"{failed[0]}; the run checkpointed and stopped (--resume continues it)")
     summary["actor_processes"] = finals
     return summary
+
+
+def _watch(
+    processes: list[subprocess.Popen], out: Path, stop: threading.Event, over: threading.Event, failed: list
+) -> None:
+    """Stop the run when an actor process exits with an error before the run is over (say a
+    leftover actor of a killed run still holds its spool): say why instead of waiting for it."""
+    while not (stop.is_set() or over.is_set()):
+        for index, process in enumerate(processes):
+            code = process.poll()
+            if code and not over.is_set():  # 0 or None: finished when told, or running
+                log = out / "actors" / f"actor-{index}.log"
+                lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+                failed.append(
+                    f"actor-{index} exited with status {code}: {lines[-1] if lines else '?'} ({log})"
+                )
+                _log.error("%s: stopping the run", failed[0])
+                stop.set()
+                return
+        over.wait(0.5)
 
 
 def _stop_actor(process: subprocess.Popen, finished: bool, wait_s: float = 20.0) -> dict | None:

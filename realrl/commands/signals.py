@@ -11,18 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _log = logging.getLogger(__name__)
-_active: threading.Event | None = None  # the stop request of the outermost stop_on_signals
 
 
 @contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
     """An event set by SIGINT/SIGTERM (the first one; a second SIGINT raises KeyboardInterrupt).
-    Nested uses share the outermost event: `realrl` installs it before a verb builds anything, so a
-    signal during setup (demo recording, journal replay) is a stop request too, not a traceback."""
-    global _active
-    if _active is not None:
-        yield _active
-        return
+    `realrl` installs it before a verb builds anything, so a signal during setup (demo recording,
+    journal replay) is a stop request too, not a traceback."""
     stop = threading.Event()
     previous = {}
 
@@ -38,10 +33,8 @@ def stop_on_signals() -> Iterator[threading.Event]:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous[signum] = signal.signal(signum, handler)
-    _active = stop
     try:
         yield stop
     finally:
-        _active = None
         for signum, old in previous.items():
             signal.signal(signum, old)

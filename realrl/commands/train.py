@@ -15,7 +15,7 @@ from pathlib import Path
 
 from actors.evaluation import Evaluator
 from actors.local import LocalActor
-from actors.specs import image_shapes, policy_spec
+from actors.specs import image_shapes, obs_spec, policy_spec
 from envs import DiscreteGripper, make_env, make_gymnasium_env, resolve_task_id
 from formats.config import add_dataclass_arguments
 from formats.episodes import MANIFEST, check_manifest, read_manifest
@@ -152,10 +152,7 @@ def _build_loop(
             read_manifest(demo_dir),
             demo_dir,
             task=config.task,
-            obs_spec={
-                "state": [spec.state_dim],
-                "images": {name: list(shape) for name, shape in image_shapes(eval_env).items()},
-            },
+            obs_spec=obs_spec(eval_env),
             action_dim=spec.action_dim,
         )
     algorithm_class = ALGORITHMS[config.algorithm]

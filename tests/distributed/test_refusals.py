@@ -4,6 +4,7 @@ refused loudly instead of merging, hanging or losing steps. Each test waits for 
 exact accounting; HANG_S only stops a hung test."""
 
 import json
+import os
 import signal
 import socket
 
@@ -149,7 +150,7 @@ def test_an_unanswered_actor_says_so_after_a_bounded_wait(processes, tmp_path):
     )
     code, final = processes.stop(actor, signal.SIGTERM)
     assert code == 0 and accounted(final)
-    assert "check --learner-key" in processes.log("lonely")
+    assert "a learner with CURVE keys answers only actors with --curve-secret" in processes.log("lonely")
 
 
 def test_a_second_ctrl_c_interrupts_at_once_with_exit_130(processes, tmp_path):
@@ -169,3 +170,24 @@ def test_a_second_ctrl_c_interrupts_at_once_with_exit_130(processes, tmp_path):
     learner.send_signal(signal.SIGCONT)
     code, _ = processes.stop(learner)
     assert code == 0
+
+
+def test_train_stops_and_says_why_when_one_of_its_actors_cannot_start(tmp_path):
+    """A leftover actor of a killed run still holding actor-0's spool: the new actor-0 exits 2, and
+    `realrl train --actors 1` stops with that reason instead of waiting for its steps forever."""
+    import subprocess
+    import sys
+
+    from formats.files import DirectoryLock
+
+    out = tmp_path / "run"
+    held = DirectoryLock(out / "spool" / "actor-0", "spool")  # the leftover (this test process)
+    command = [sys.executable, "-m", "realrl.cli", "train", "--actors", "1", "--out", str(out), "--task",
+               "PickCube", "--demo-episodes", "1", "--steps", "1000000", "--agent.hidden", "16",
+               "--agent.critics", "2", "--eval-every", "1000000"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, timeout=HANG_S)
+    held.release()
+    error = result.stderr.decode().strip().splitlines()[-1]
+    assert result.returncode == 2
+    assert error.startswith("realrl: error: actor-0 exited with status 2: realrl: error: spool ")
+    assert f"in use by another process (PID {os.getpid()})" in error
