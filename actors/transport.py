@@ -229,12 +229,12 @@ class ActorTransport:
         if silent >= self._next_silence_warning:
             self._next_silence_warning *= 2
             keys = (
-                "; check --learner-key and that this actor's public key is in the learner's --allow-keys"
+                " Check --learner-key and that this actor's public key is in the learner's --allow-keys."
                 if self.config.curve_secret
-                else "; a learner with CURVE keys answers only actors with --curve-secret/--learner-key"
+                else " (A learner with CURVE keys answers only actors with --curve-secret/--learner-key.)"
             )
             _log.warning(
-                "no answer from the learner at %s for %.0f s: is it running there%s",
+                "no answer from the learner at %s for %.0f s: is it running there?%s",
                 self.config.learner,
                 silent,
                 keys,

@@ -85,7 +85,7 @@ class _Authenticator(ThreadAuthenticator):
         count = self.refusals[z85_key]
         if count & (count - 1) == 0:
             _log.warning(
-                "refused a CURVE handshake: key %s (fingerprint %s) is not in --allow-keys (%d tries)",
+                "refused a CURVE handshake: key %s (fingerprint %s) is not in --allow-keys (handshake %d)",
                 z85_key.decode(),
                 key_fingerprint(z85_key),
                 count,

@@ -150,7 +150,7 @@ def test_an_unanswered_actor_says_so_after_a_bounded_wait(processes, tmp_path):
     )
     code, final = processes.stop(actor, signal.SIGTERM)
     assert code == 0 and accounted(final)
-    assert "a learner with CURVE keys answers only actors with --curve-secret" in processes.log("lonely")
+    assert "A learner with CURVE keys answers only actors with --curve-secret" in processes.log("lonely")
 
 
 def test_a_second_ctrl_c_interrupts_at_once_with_exit_130(processes, tmp_path):
