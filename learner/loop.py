@@ -366,6 +366,7 @@ class TrainingLoop:
             self.source.close(finished=False)
             raise
         finally:
+            self._bar.update(self.env_steps - self._bar.n)  # the steps the finish stored, too
             self._bar.close()
             self.close()
         evals = self.metrics.evals()
@@ -393,10 +394,10 @@ class TrainingLoop:
         self._marks = {name: self._next_mark(every) for name, every in self._cadences().items()}
         self._update_clock = (time.monotonic(), self.updates)  # after a resume: from here
         while not stop.is_set():
-            before = self.env_steps
-            if before < c.steps:
+            if self.env_steps < c.steps:
                 self.source.collect(limit=c.steps, wait=self.owed_updates() == 0)
-            self._bar.update(self.env_steps - before)
+            # Against what the bar shows, not `before`: the server thread stores steps meanwhile.
+            self._bar.update(self.env_steps - self._bar.n)
             if self.env_steps >= c.steps:
                 return True  # _finish tells the source first, then makes the updates still owed
             for _ in range(self._learn_steps_owed()):

@@ -3,6 +3,7 @@ does: the run directory, resume, the UTD schedule, checkpoints, metrics and Tens
 
 import json
 import os
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -272,6 +273,35 @@ def test_a_source_that_outruns_the_learner_gets_every_update_it_is_owed(tmp_path
     assert rows[-1] == {**rows[-1], "env_steps": 225, "updates": 528, "final": True, "burst_calls": 5}
     assert [r["env_steps"] for r in rows if "eval_return" in r] == [135, 225]  # marks 100, 200; final
     assert os.readlink(tmp_path / "checkpoints" / "latest") == "step_000000225"
+
+
+class ArrivingSource(BurstSource):
+    """Steps also arrive between collect() calls, as the learner server's thread stores them."""
+
+    def collect(self, limit, wait):
+        super().collect(limit, wait)
+        self.looks = 0
+
+    @property
+    def env_steps(self):
+        self.looks = getattr(self, "looks", -1) + 1
+        if self.looks == 2:  # one more step lands after the loop's first look since collect()
+            self._steps += 1
+        return self._steps
+
+    @env_steps.setter
+    def env_steps(self, value):
+        self._steps = value
+
+
+def test_the_progress_bar_counts_steps_that_arrive_between_collects(tmp_path, capsys):
+    """It showed 4342 of a make demo's 10025 steps: it added what arrived during collect() only."""
+    loop, source, _ = burst_loop(tmp_path, lambda online: ArrivingSource(online, burst=45))
+    loop.progress = True
+    summary = loop.run()
+    final_bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert re.search(rf"train: (\S+ )?{summary['env_steps']}(/200|step) ", final_bar), final_bar
+    assert summary["env_steps"] > 225  # the late arrivals were real steps
 
 
 def test_a_stop_checkpoints_and_ends_the_metrics_with_the_final_counts(tmp_path):
