@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import socket
 import threading
 import time
@@ -133,6 +134,10 @@ class Actor:
         return [seq for seq in self.transport.spool.lost if seq <= self.transport.acked_through]
 
     def _going(self, stop: threading.Event) -> bool:
+        parent = self.config.parent_pid
+        if parent and not stop.is_set() and os.getppid() != parent:  # reparented: the parent died
+            _log.warning("the process that started this actor (PID %d) is gone: stopping", parent)
+            stop.set()
         return not (stop.is_set() or self.transport.ended.is_set())
 
     def _wait_for_policy(self, stop: threading.Event) -> bool:

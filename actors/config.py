@@ -72,6 +72,9 @@ class ActorConfig:
     """Stop after this many steps (0: run until stopped or the learner finishes)."""
     wait_acks_s: float = field(default=10.0, metadata={"min": 0})
     """On stop: how long to wait for the learner to ack the last records."""
+    parent_pid: int = field(default=0, metadata={"min": 0})
+    """Stop (as on SIGTERM) once the process with this PID is no longer this one's parent: `realrl
+    train --actors N` passes its own, so its actors do not outlive it (0: no such check)."""
     threads: int = field(default=1, metadata={"min": 1})
     """Torch CPU threads for the policy (the robot PC has other work)."""
     curve_secret: str | None = field(default=None, metadata={"path": "existing_file"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -48,6 +49,7 @@ def actor_command(config: TrainConfig, endpoint: str, index: int, out: Path) -> 
         "--spool", str(out / "spool" / f"actor-{index}"),
         "--seed", str(config.seed * 100 + index),
         "--control-hz", str(config.actor_hz),
+        "--parent-pid", str(os.getpid()),  # a SIGKILLed learner leaves no actor behind
         "--json",
     ]  # fmt: skip
 

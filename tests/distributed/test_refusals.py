@@ -191,3 +191,37 @@ def test_train_stops_and_says_why_when_one_of_its_actors_cannot_start(tmp_path):
     assert result.returncode == 2
     assert error.startswith("realrl: error: actor-0 exited with status 2: realrl: error: spool ")
     assert f"in use by another process (PID {os.getpid()})" in error
+
+
+def test_the_actors_of_a_killed_train_stop_by_themselves(tmp_path):
+    """SIGKILL `realrl train --actors 1`: its actor (started in its own session, so a Ctrl-C reaches
+    only the learner) sees it is orphaned, stops with its final accounting and lets go of its spool,
+    so a `--resume` can start a new actor on it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from formats.files import DirectoryLock
+
+    def running(pid: int) -> bool:
+        try:  # a zombie is no longer running
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "realrl.cli", "train", "--actors", "1", "--out", str(out), "--task",
+               "PickCube", "--demo-episodes", "1", "--steps", "1000000", "--agent.hidden", "16",
+               "--agent.critics", "2", "--eval-every", "1000000", "--log-every", "20"]  # fmt: skip
+    with open(tmp_path / "train.log", "wb") as log:
+        train = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        wait_for(lambda: actor_row(out, "actor-0").get("steps_stored", 0) >= 20, HANG_S, "actor-0 streaming")
+        actor_pid = int((out / "spool" / "actor-0" / ".lock").read_text())
+        train.kill()
+        train.wait()
+        wait_for(lambda: not running(actor_pid), HANG_S, "the orphaned actor to stop")
+    finally:
+        train.kill()
+    assert f"(PID {train.pid}) is gone: stopping" in (out / "actors" / "actor-0.log").read_text()
+    DirectoryLock(out / "spool" / "actor-0", "spool").release()  # free for a resumed run's actor
