@@ -66,8 +66,6 @@ class Actor:
                 f"--robot {config.robot!r}: only the sim twin is available so far (a real arm needs "
                 "`realrl robot-server`, not built yet)"
             )
-        if config.control_hz < 0:
-            raise ValueError(f"--control-hz must be >= 0, got {config.control_hz}")
         self.config = config
         self.actor_id, self.spool_lock = claim_spool(config.actor_id, config.spool, config.curve_secret)
         self.session = uuid.uuid4().hex[:12]
@@ -78,7 +76,6 @@ class Actor:
         self.transport = ActorTransport(
             config.transport(), self.actor_id, self.session, self.spool_lock.directory, hello
         )
-        self.steps = 0  # records made (env steps taken)
         self.next_seq = 0  # records handed to the transport: seqs never skip, so acks never span a gap
         self.dropped = 0  # records not kept (--on-spool-full drop)
         self.policy_version = -1
@@ -127,6 +124,11 @@ class Actor:
         if self.failure or self.transport.error:
             summary["error"] = self.failure or self.transport.error
         return summary
+
+    @property
+    def steps(self) -> int:
+        """Records made (env steps taken): each was handed to the transport or dropped."""
+        return self.next_seq + self.dropped
 
     def _lost_and_skipped(self) -> list[int]:
         """This session's records found damaged in the spool that the learner's ack now covers (it
@@ -229,7 +231,6 @@ class Actor:
         """Give the step's record to the transport. When the spool budget cannot take it: with
         --on-spool-full wait, hold the robot still and wait for acks to free room (one log line per
         state change); with drop, count it and go on. Either way no record vanishes uncounted."""
-        self.steps += 1
         if self.transport.send(record.seq, frames):
             self.next_seq += 1
             return

@@ -267,7 +267,7 @@ class LearnerServer:
             acks = self.ingest.commit(sync=False)  # stored in the buffer now, acked once on disk
             resends = self.ingest.take_resends()
             end = self.ingest.journal.end
-        by_actor = {c.actor: identity for identity, c in self.connections.items()}
+        by_actor = {c.actor: identity for identity, c in self.connections.items()} if resends else {}
         for actor, session, after in resends:
             if actor in by_actor:
                 replies.append((by_actor[actor], encode("resend", {"session": session, "after": after})))
