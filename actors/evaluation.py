@@ -42,12 +42,40 @@ def rollout(env, pipeline: ActionPipeline, seed: int, deterministic: bool = True
             return result
 
 
-def summarize(results: list[EpisodeResult]) -> dict[str, float | None]:
-    """The eval row: success rate (None without a success signal) and mean undiscounted return."""
+Z95 = 1.959964  # two-sided 95% normal quantile
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate: unlike mean +- z*se it stays inside [0, 1] and is
+    not zero-width at 0/n or n/n (with 20 episodes, 20/20 still means >= 84%)."""
+    if n <= 0:
+        raise ValueError(f"need at least one episode, got {n}")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
+def mean_interval(values: list[float], z: float = Z95) -> tuple[float, float]:
+    """Normal-approximation 95% interval of a mean (zero width for a single value)."""
+    mean = float(np.mean(values))
+    half = z * float(np.std(values, ddof=1)) / np.sqrt(len(values)) if len(values) > 1 else 0.0
+    return mean - half, mean + half
+
+
+def summarize(results: list[EpisodeResult]) -> dict[str, float | int | list[float] | None]:
+    """The eval row: success rate (None without a success signal) and mean undiscounted return, each
+    with its 95% interval over the episodes (so a reader can tell a 10-point move from noise)."""
     successes = [r.success for r in results]
+    returns = [r.episode_return for r in results]
+    rate = None if None in successes else float(np.mean(successes))
+    ci = None if rate is None else [round(x, 4) for x in wilson_interval(sum(successes), len(results))]
     return {
-        "success_rate": None if None in successes else float(np.mean(successes)),
-        "eval_return": float(np.mean([r.episode_return for r in results])),
+        "success_rate": rate,
+        "success_ci": ci,
+        "eval_return": float(np.mean(returns)),
+        "eval_return_ci": [round(x, 3) for x in mean_interval(returns)],
+        "eval_episodes": len(results),
     }
 
 

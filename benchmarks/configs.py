@@ -89,3 +89,19 @@ class BenchLeRobotConfig(LearnerShapes):
 def shape_kwargs(config: LearnerShapes) -> dict:
     """A config's shape fields as keyword arguments of both learner benchmarks' run()."""
     return {f.name: getattr(config, f.name) for f in fields(LearnerShapes)}
+
+
+@dataclass(frozen=True)
+class BenchLearningConfig:
+    suite: Literal["control", "robot"] = "control"
+    """control: gymnasium's MuJoCo tasks against published SAC returns at the same env steps;
+    robot: PickCube and PegInsert (state, 20 demos; PickCube also at UTD 10): success at 5k/10k/20k/50k,
+    when it first reaches 90% and whether it holds >= 80% after."""
+    seeds: int | None = field(default=None, metadata={"min": 1})
+    """Seeds per task; none: the suite's (2 on the easy control task, 1 elsewhere)."""
+    tasks: tuple[str, ...] = ()
+    """Only these tasks of the suite (e.g. Hopper-v5 PickCube); empty: all."""
+    out: str = field(default="runs/bench-learning", metadata={"path": "output_dir"})
+    """Runs go to <out>/<suite>/<task>/seed<N>; finished runs are read back, stopped ones resumed."""
+    jobs: int = field(default=1, metadata={"min": 1})
+    """Runs trained at once (each gets cores / jobs torch threads)."""

@@ -56,6 +56,7 @@ class TrainingError(RuntimeError):
 # -- the run directory and the replay -------------------------------------------------------------
 RUN_FIELDS = frozenset(
     {
+        "preset",
         "algorithm",
         "task",
         "env",

@@ -65,6 +65,13 @@ class MetricsWriter:
         self.tensorboard.close()
 
 
+def _band(ax, steps: list[int], intervals: list, color: str) -> None:
+    """The 95% interval of each eval point as a shaded band (rows of older runs have none)."""
+    if steps and all(interval is not None for interval in intervals):
+        low, high = zip(*intervals, strict=True)
+        ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0, label="95% interval")
+
+
 def plot_learning_curve(rows: list[dict], path: Path) -> None:
     """Eval success rate and eval return against env steps, side by side (written atomically)."""
     import matplotlib
@@ -77,8 +84,10 @@ def plot_learning_curve(rows: list[dict], path: Path) -> None:
     steps = [r["env_steps"] for r in evals]
     rates = [np.nan if r["success_rate"] is None else r["success_rate"] for r in evals]
     ax_success.plot(steps, rates, marker="o")
+    _band(ax_success, steps, [r.get("success_ci") for r in evals], "tab:blue")
     ax_success.set(xlabel="env steps", ylabel="eval success rate", ylim=(-0.05, 1.05), title="success")
     ax_return.plot(steps, [r["eval_return"] for r in evals], marker="o", color="tab:orange")
+    _band(ax_return, steps, [r.get("eval_return_ci") for r in evals], "tab:orange")
     ax_return.set(xlabel="env steps", ylabel="eval return", title="return")
     for ax in (ax_success, ax_return):
         ax.grid(alpha=0.3)

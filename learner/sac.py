@@ -122,7 +122,9 @@ class SACAlgorithm(nn.Module):
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_temperature)))
         self.target_entropy = (
-            config.target_entropy if config.target_entropy is not None else -continuous_dim / 2
+            config.target_entropy
+            if config.target_entropy is not None
+            else -config.target_entropy_per_dim * continuous_dim
         )
         self.policy = self.make_policy(spec, policy_config, encoder, actor, seed)
         self.to(self.device)

@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NoReturn
 
 from formats.config import add_dataclass_arguments, dataclass_from_args
@@ -92,14 +93,16 @@ def cmd_demos_sheet(args: argparse.Namespace) -> None:
 
 
 def _train_config(args: argparse.Namespace):
-    """The run's config: the flags, or with --resume the saved config with the flags given again."""
+    """The run's config: the flags over their preset's values, or with --resume the saved config
+    with the flags given again."""
     from learner.configs import TrainConfig
+    from learner.presets import with_preset
     from realrl.commands.train import config_for_resume, given_fields
 
-    config = dataclass_from_args(TrainConfig, args)
+    config, given = dataclass_from_args(TrainConfig, args), given_fields(TrainConfig, args.argv)
     if args.resume:
-        config = config_for_resume(config, args.out, given_fields(TrainConfig, args.argv))
-    return config
+        return config_for_resume(config, args.out, given)
+    return with_preset(config, given)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -176,6 +179,21 @@ def cmd_bench_transport(args: argparse.Namespace) -> None:
         image_size=c.image_size,
     )
     _print_result(result, args.json)
+
+
+def cmd_bench_learning(args: argparse.Namespace) -> None:
+    from benchmarks.configs import BenchLearningConfig
+    from benchmarks.learning import run, table
+
+    c = dataclass_from_args(BenchLearningConfig, args)
+    report = run(
+        c.suite, Path(c.out) / c.suite, seeds=c.seeds, tasks=c.tasks, jobs=c.jobs, progress=not args.json
+    )
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(table(report))
+        print(f"curves: {report['plot']}  report: {Path(c.out) / c.suite / (c.suite + '.json')}")
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> None:
@@ -290,7 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
         "directory. Existing keys are never overwritten.",
     )
 
-    from benchmarks.configs import BenchLearnerConfig, BenchSimConfig, BenchTransportConfig
+    from benchmarks.configs import (
+        BenchLearnerConfig,
+        BenchLearningConfig,
+        BenchSimConfig,
+        BenchTransportConfig,
+    )
 
     bench = verbs.add_parser("bench", help="speed benchmarks; each prints one JSON object with --json")
     bench_verbs = bench.add_subparsers(dest="bench_verb", metavar="<what>", required=True)
@@ -321,6 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest_steps_per_s: sender processes stream step records with two camera frames (median of "
         "--repeats); weight_push_p99_ms: a policy of --weights-mb pushed --pushes times to --actors actor "
         "processes; send_overhead_p99_ms: the control loop's cost per step while the transport works.",
+    )
+    _verb(
+        bench_verbs,
+        "learning",
+        BenchLearningConfig,
+        cmd_bench_learning,
+        help="learning results: a suite of tasks trained and compared with published SAC (hours)",
+        description="Trains every task of --suite with `realrl train` (its preset plus the suite's flags), "
+        "evaluating on a fixed schedule, and prints per task the eval return (control) or success (robot) "
+        "at fixed env-step budgets next to the reference, plus <out>/<suite>/<suite>.png (curves) and "
+        "<suite>.json. An interrupted suite continues where it stopped when run again.",
     )
     return parser
 
