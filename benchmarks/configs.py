@@ -54,6 +54,9 @@ class BenchLearnerConfig(LearnerShapes):
     """Override the task's action dimension."""
     critic_impl: Literal["auto", "vectorized", "loop"] = "auto"
     """Critic ensemble kind."""
+    utd: int = field(default=1, metadata={"min": 1})
+    """Critic updates per learn step (one actor update each), as `realrl train --utd`: updates_per_s
+    counts critic updates, env_steps_per_s the env steps a learner at this UTD keeps up with."""
 
 
 @dataclass(frozen=True)

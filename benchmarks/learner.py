@@ -73,6 +73,7 @@ def run(
     seconds: float = 10.0,
     device: str = "auto",
     critic_impl: str = "auto",
+    utd: int = 1,
     transitions: int = 10_000,
     seed: int = 0,
 ) -> dict:
@@ -99,26 +100,31 @@ def run(
     # Pixel buffers stay on the CPU (like a learner whose replay outgrows the GPU) unless on CUDA.
     sampler = filled_sampler(state_dim, action_dim, cameras, image_size, transitions, torch_device, seed)
 
+    # At UTD U a learn step is what the training loop makes per env step: one sample of U batches,
+    # U critic updates and one actor + temperature update. Rates below count critic updates.
     def loop_step() -> None:
-        agent.update(sampler.sample(batch).to(torch_device))
+        agent.update(sampler.sample(batch * utd).to(torch_device), utd)
 
-    fixed = sampler.sample(batch).to(torch_device)
+    fixed = sampler.sample(batch * utd).to(torch_device)
 
     def update_step() -> None:
-        agent.update(fixed)
+        agent.update(fixed, utd)
 
     chunk = 10 if obs == "state" else 2
     for _ in range(3):  # warm-up: allocator, kernels, Adam state
         loop_step()
     synchronize(torch_device)
-    updates_per_s, ms_per_update = timed_rate(loop_step, torch_device, seconds, chunk)
+    chunk = max(1, chunk // utd)
+    learn_steps_per_s, ms_per_learn_step = timed_rate(loop_step, torch_device, seconds, chunk)
     update_only, update_only_ms = timed_rate(update_step, torch_device, seconds / 2, chunk)
     return {
         "implementation": "realrl",
-        "updates_per_s": round(updates_per_s, 2),
-        "ms_per_update": round(ms_per_update, 3),
-        "update_only_updates_per_s": round(update_only, 2),
-        "update_only_ms_per_update": round(update_only_ms, 3),
+        "updates_per_s": round(learn_steps_per_s * utd, 2),
+        "ms_per_update": round(ms_per_learn_step / utd, 3),
+        "update_only_updates_per_s": round(update_only * utd, 2),
+        "update_only_ms_per_update": round(update_only_ms / utd, 3),
+        "utd": utd,
+        "env_steps_per_s": round(learn_steps_per_s, 2),
         "peak_mem_mb": round(peak_memory_mb(torch_device), 1),
         "obs": obs,
         "encoder": encoder if obs == "pixels" else None,

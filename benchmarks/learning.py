@@ -87,7 +87,8 @@ SUITES: dict[str, tuple[LearningTask, ...]] = {
 def command_line(task: LearningTask, seed: int, out: Path, threads: int, resume: bool) -> list[str]:
     flags = {**task.flags, "steps": task.steps, "eval_every": task.eval_every, "seed": seed}
     flags.update(checkpoint_every=task.eval_every * 5, threads=threads)
-    argv = [sys.executable, "-m", "realrl.cli", "train", "--out", str(out), "--json"]
+    # No --json: the run's log (<task>/seed<N>.log) then shows its progress bar, redrawn every 30 s.
+    argv = [sys.executable, "-m", "realrl.cli", "train", "--out", str(out)]
     for name, value in flags.items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):

@@ -159,7 +159,9 @@ def cmd_bench_learner(args: argparse.Namespace) -> None:
         state_dim = state_dim or env.observation_space["state"].shape[0]
         action_dim = action_dim or env.action_space.shape[0]
         env.close()
-    result = run(**shape_kwargs(c), state_dim=state_dim, action_dim=action_dim, critic_impl=c.critic_impl)
+    result = run(
+        **shape_kwargs(c), state_dim=state_dim, action_dim=action_dim, critic_impl=c.critic_impl, utd=c.utd
+    )
     _print_result({"task": c.task, **result}, args.json)
 
 

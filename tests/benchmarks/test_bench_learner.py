@@ -58,3 +58,14 @@ def test_bench_learner_takes_shapes_from_the_task_and_times_pixels(capsys):
 def test_bench_learner_rejects_bad_shapes(capsys):
     assert main(["bench", "learner", "--batch", "0", "--seconds", "0.1"]) == 2
     assert "--batch must be >= 1" in capsys.readouterr().err
+
+
+def test_bench_learner_at_utd_counts_critic_updates(capsys):
+    code = main(
+        ["bench", "learner", "--critics", "2", "--batch", "8", "--utd", "4", "--seconds", "0.3", "--json"]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["utd"] == 4
+    # A learn step makes 4 critic updates and serves one env step.
+    assert result["updates_per_s"] == pytest.approx(4 * result["env_steps_per_s"], rel=0.01)

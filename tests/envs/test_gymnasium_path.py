@@ -5,6 +5,7 @@ observation) and an n-step return never crosses it, while a termination does not
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import gymnasium as gym
@@ -169,3 +170,20 @@ def test_a_termination_does_not_bootstrap(tmp_path):
     target = critic_target(torch.full((2, 3), 10.0), torch.zeros(3), batch.reward, batch.discount,
                            batch.mask, torch.tensor(0.0), False)  # fmt: skip
     assert sorted(target.tolist()) == pytest.approx([1.0, 1.5, 1.75])  # the returns alone
+
+
+def test_one_seed_gives_one_run(tmp_path):
+    def run(seed: int, name: str) -> list[dict]:
+        config = with_preset(
+            TrainConfig(env="gymnasium:Pendulum-v1", steps=300, learning_starts=100, seed=seed)
+        )
+        config = replace(config, eval_every=150, eval_episodes=1, log_every=100,
+                         agent=replace(config.agent, hidden=(16,)))  # fmt: skip
+        build_loop(config, tmp_path / name, progress=False).run()
+        rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        timing = {"wall_s", "updates_per_s"}
+        return [{k: v for k, v in row.items() if k not in timing} for row in rows]
+
+    first = run(0, "a")
+    assert len([r for r in first if "eval_return" in r]) == 2 and first == run(0, "b")
+    assert [r for r in run(1, "c") if "eval_return" in r] != [r for r in first if "eval_return" in r]
