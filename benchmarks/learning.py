@@ -254,7 +254,7 @@ def table(report: dict[str, Any]) -> str:
     lines = [f"{'task':22} {'budget':>7} {'ours (per seed)':>28} {'reference':>10} {'ratio':>6}"]
     for task in report["tasks"]:
         for budget, entry in task["budgets"].items():
-            seeds = ", ".join("-" if v is None else f"{v:.3g}" for v in entry["per_seed"])
+            seeds = ", ".join("-" if v is None else f"{v:.4g}" for v in entry["per_seed"])
             ours = "-" if entry["mean"] is None else f"{entry['mean']:.4g}"
             ratio = f"{entry['ratio']:.2f}" if "ratio" in entry else ""
             lines.append(
