@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from formats.progress import progress_bar
+from learner.metrics import is_eval_row, read_rows
 
 _log = logging.getLogger(__name__)
 
@@ -101,13 +102,12 @@ def command_line(task: LearningTask, seed: int, out: Path, threads: int, resume:
     return [*argv, "--resume"] if resume else argv
 
 
-def read_rows(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+def run_rows(run: Path) -> list[dict]:
+    return read_rows(run / "metrics.jsonl")
 
 
 def finished(run: Path, steps: int) -> bool:
-    return any(row.get("final") and row["env_steps"] >= steps for row in read_rows(run))
+    return any(row.get("final") and row["env_steps"] >= steps for row in run_rows(run))
 
 
 def train_one(task: LearningTask, seed: int, out: Path, threads: int) -> Path:
@@ -169,10 +169,6 @@ def run(
 
 
 # -- reading the runs -------------------------------------------------------------------------------
-def eval_rows(rows: list[dict]) -> list[dict]:
-    return [row for row in rows if "eval_return" in row]
-
-
 def value_at(evals: list[dict], metric: str, budget: int) -> float | None:
     """The metric of the eval row taken at exactly `budget` env steps (None if the run has none)."""
     return next((row[metric] for row in evals if row["env_steps"] == budget), None)
@@ -193,7 +189,8 @@ def stability(evals: list[dict], reach: float = REACH, hold: float = HOLD) -> di
 
 
 def task_report(task: LearningTask, runs: list[Path]) -> dict[str, Any]:
-    per_seed = [eval_rows(read_rows(run)) for run in runs]
+    all_rows = [run_rows(run) for run in runs]  # each run's file read once
+    per_seed = [[row for row in rows if is_eval_row(row)] for rows in all_rows]
     budgets = {}
     for budget in task.budgets:
         values = [value_at(evals, task.metric, budget) for evals in per_seed]
@@ -214,10 +211,10 @@ def task_report(task: LearningTask, runs: list[Path]) -> dict[str, Any]:
     }
     if task.metric == "success_rate":
         report["stability"] = [stability(evals) for evals in per_seed]
-    training = [row for run in runs for row in read_rows(run) if "updates_per_s" in row]
+    training = [row for rows in all_rows for row in rows if "updates_per_s" in row]
     if training:
         report["updates_per_s_median"] = round(statistics.median(r["updates_per_s"] for r in training), 1)
-    finals = [row for run in runs for row in read_rows(run) if row.get("final")]
+    finals = [row for rows in all_rows for row in rows if row.get("final")]
     report["wall_s"] = [round(row["wall_s"]) for row in finals]
     report["curves"] = [[[row["env_steps"], row[task.metric]] for row in evals] for evals in per_seed]
     return report

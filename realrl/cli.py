@@ -188,14 +188,13 @@ def cmd_bench_learning(args: argparse.Namespace) -> None:
     from benchmarks.learning import run, table
 
     c = dataclass_from_args(BenchLearningConfig, args)
-    report = run(
-        c.suite, Path(c.out) / c.suite, seeds=c.seeds, tasks=c.tasks, jobs=c.jobs, progress=not args.json
-    )
+    out = Path(c.out) / c.suite
+    report = run(c.suite, out, seeds=c.seeds, tasks=c.tasks, jobs=c.jobs, progress=not args.json)
     if args.json:
         print(json.dumps(report))
     else:
         print(table(report))
-        print(f"curves: {report['plot']}  report: {Path(c.out) / c.suite / (c.suite + '.json')}")
+        print(f"curves: {report['plot']}  report: {out / (c.suite + '.json')}")
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> None:
