@@ -55,15 +55,16 @@ class Batch:
         return Batch(**{f.name: join(f.name) for f in fields(Batch)})
 
     def split(self, parts: int) -> list[Batch]:
-        """`parts` equal minibatches (for UTD > 1 from one sampled batch)."""
+        """`parts` equal minibatches (for UTD > 1 from one sampled batch), row i going to part
+        i % parts: a mixed batch holds its demo rows first, so contiguous slices would give the first
+        critic updates only demos and the actor's (last) slice only online rows, not RLPD's 50/50."""
         if len(self) % parts:
             raise ValueError(f"batch of {len(self)} does not split into {parts} equal parts")
-        size = len(self) // parts
 
         def piece(value, i):
             if isinstance(value, dict):
-                return {k: v[i * size : (i + 1) * size] for k, v in value.items()}
-            return value[i * size : (i + 1) * size]
+                return {k: v[i::parts] for k, v in value.items()}
+            return value[i::parts]
 
         names = [f.name for f in fields(self)]
         return [Batch(**{name: piece(getattr(self, name), i) for name in names}) for i in range(parts)]

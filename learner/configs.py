@@ -63,6 +63,10 @@ class SACConfig:
     normalize_state: bool = True
     """Standardise the state vector with the demos' mean/std (or the first online data without
     demos), fitted once before the first update and saved with the weights."""
+    bc_weight: float = field(default=0.0, metadata={"min": 0})
+    """Weight of a behaviour-cloning term in the actor loss: the squared distance from the actor's
+    mean action to each batch row's stored action, on the rows whose action the critics value above
+    the policy's (Nair et al. 2018's Q-filter). 0 is RLPD."""
     gripper_toggle_penalty: float = field(default=0.02, metadata={"min": 0})
     """Hybrid agent: subtracted from the gripper critic's reward per open or close command."""
     gripper_epsilon: float = field(default=0.1, metadata={"min": 0, "max": 1})

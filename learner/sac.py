@@ -65,6 +65,16 @@ def actor_loss(q: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor) -> 
     return (alpha * log_prob - q.mean(dim=0)).mean()
 
 
+def q_filtered_bc_loss(
+    mean_action: torch.Tensor, data_action: torch.Tensor, q_policy: torch.Tensor, q_data: torch.Tensor
+) -> torch.Tensor:
+    """Mean over rows of |mean_action - data_action|^2, counting only rows whose stored action the
+    critics value above the policy's (Nair et al. 2018's Q-filter); q_* are (B,), detached."""
+    assert mean_action.shape == data_action.shape and q_policy.shape == q_data.shape == (len(mean_action),)
+    keep = (q_data > q_policy).to(mean_action.dtype)
+    return (keep * ((mean_action - data_action) ** 2).sum(-1)).mean()
+
+
 def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
     """alpha * (entropy - target): alpha grows while the policy's entropy is below the target."""
     assert log_prob.ndim == 1
@@ -254,15 +264,25 @@ class SACAlgorithm(nn.Module):
         self._track_finite(guarded_step(self.critic_optimizer, self.critic_params, grads, loss))
         return {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
-    def update_actor(self, features: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def update_actor(
+        self, features: torch.Tensor, data_action: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         action, log_prob = self.actor(features, generator=self.generator)
         q = self.critic(features, action)
         loss = actor_loss(q, log_prob, self.alpha.detach())
+        metrics = {}
+        if self.config.bc_weight:
+            mean_action = torch.tanh(self.actor.distribution(features)[0])
+            with torch.no_grad():
+                q_data = self.critic(features, data_action).mean(dim=0)
+            bc = q_filtered_bc_loss(mean_action, data_action, q.detach().mean(dim=0), q_data)
+            loss = loss + self.config.bc_weight * bc
+            metrics["bc_loss"] = bc.detach()
         # Gradients w.r.t. the actor only: the critic's .grad is never touched by the actor loss.
         grads = torch.autograd.grad(loss, self.actor_params)
         self._track_finite(guarded_step(self.actor_optimizer, self.actor_params, grads, loss))
         entropy = -log_prob.detach().mean()
-        return {"actor_loss": loss.detach(), "entropy": entropy}, log_prob.detach()
+        return {"actor_loss": loss.detach(), "entropy": entropy, **metrics}, log_prob.detach()
 
     def update_temperature(self, log_prob: torch.Tensor) -> dict[str, torch.Tensor]:
         loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
@@ -277,7 +297,8 @@ class SACAlgorithm(nn.Module):
         self._update_finite = torch.ones((), dtype=torch.bool, device=self.device)
         for minibatch in batch.split(utd):
             metrics, features = self.update_critic(minibatch)
-        actor_metrics, log_prob = self.update_actor(features)
+        data_action = minibatch.action[:, : self.continuous_action_dim(self.spec)]
+        actor_metrics, log_prob = self.update_actor(features, data_action)
         metrics = {**metrics, **actor_metrics, **self.update_temperature(log_prob)}
         self.nonfinite_streak = torch.where(self._update_finite, 0, self.nonfinite_streak + 1)
         self.nonfinite_total = self.nonfinite_total + (~self._update_finite).long()

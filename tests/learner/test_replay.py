@@ -270,6 +270,26 @@ def test_mixed_sampler_takes_the_configured_share_from_demos():
         MixedSampler(demo, ReplayBuffer(64, state_dim=2, action_dim=1))
 
 
+def test_utd_minibatches_each_keep_the_demo_share():
+    # UTD 10 samples one batch of 10 x 256 and splits it: every critic update and the actor's slice
+    # get 128 demo rows, as RLPD's per-update 50/50 sampling does, with their own next states.
+    demo = ReplayBuffer(64, state_dim=1, action_dim=1, seed=1)
+    online = ReplayBuffer(64, state_dim=1, action_dim=1, seed=2)
+    add_stream(online, [0, 1, 2, 3])
+    add_stream(demo, [1000, 1001, 1002, 1003], terminated=True)
+    batch = MixedSampler(demo, online).sample(10 * 256)
+    parts = batch.split(10)
+    assert [len(part) for part in parts] == [256] * 10
+    assert [int((part.state >= 1000).sum()) for part in parts] == [128] * 10
+    assert all(torch.equal(part.next_state, part.state + 1) for part in parts)
+    assert torch.equal(
+        torch.sort(torch.cat([p.state for p in parts]).flatten()).values,
+        torch.sort(batch.state.flatten()).values,
+    )
+    with pytest.raises(ValueError, match="equal parts"):
+        batch.split(7)
+
+
 def test_pixel_buffer_memory_is_the_uint8_frames():
     capacity, state_dim, action_dim = 100_000, 32, 7
     try:

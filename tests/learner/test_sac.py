@@ -6,7 +6,15 @@ import torch
 from learner.augment import random_shift
 from learner.batch import Batch
 from learner.critics import CriticEnsemble, LoopCriticEnsemble
-from learner.sac import SACAlgorithm, SACConfig, actor_loss, critic_loss, critic_target, temperature_loss
+from learner.sac import (
+    SACAlgorithm,
+    SACConfig,
+    actor_loss,
+    critic_loss,
+    critic_target,
+    q_filtered_bc_loss,
+    temperature_loss,
+)
 from policies import PolicySpec, build_policy
 from policies.networks import TanhGaussianActor
 
@@ -77,6 +85,11 @@ def test_critic_and_actor_losses_by_hand():
     # alpha = 2, entropy = -mean(log_prob) = 1, target -1.5: 2 * (1 + 1.5)
     t_loss = temperature_loss(torch.tensor(math.log(2.0)), torch.tensor([-1.0, -1.0]), -1.5)
     assert t_loss.item() == pytest.approx(5.0)
+    # Q-filter: only row 0's stored action is valued above the policy's (2 > 1; row 1: 3 < 4).
+    mean_action = torch.tensor([[0.5, 0.0], [1.0, 1.0]])
+    data_action = torch.tensor([[0.0, -1.0], [-1.0, -1.0]])
+    bc = q_filtered_bc_loss(mean_action, data_action, torch.tensor([1.0, 4.0]), torch.tensor([2.0, 3.0]))
+    assert bc.item() == pytest.approx((0.25 + 1.0) / 2)
 
 
 def test_shape_bugs_are_caught():
@@ -154,8 +167,9 @@ def test_random_shift_is_a_crop_of_the_padded_image():
 
 
 # -- the agent --------------------------------------------------------------------------------------
-def test_actor_update_leaves_critic_untouched_and_vice_versa():
-    agent = make_sac(small_config(), 6, 3)
+@pytest.mark.parametrize("bc_weight", [0.0, 1.0])
+def test_actor_update_leaves_critic_untouched_and_vice_versa(bc_weight):
+    agent = make_sac(small_config(bc_weight=bc_weight), 6, 3)
     batch = random_batch()
     critic_before = [p.detach().clone() for p in agent.critic.parameters()]
     critic_grads = [p.grad for p in agent.critic.parameters()]
@@ -164,7 +178,7 @@ def test_actor_update_leaves_critic_untouched_and_vice_versa():
     assert any(not torch.equal(a, b) for a, b in zip(critic_before, after_critic, strict=True))
     actor_before = [p.detach().clone() for p in agent.actor.parameters()]
     critic_grads = [None if p.grad is None else p.grad.clone() for p in agent.critic.parameters()]
-    agent.update_actor(features)
+    agent.update_actor(features, batch.action)
     for p, grad, weight in zip(agent.critic.parameters(), critic_grads, after_critic, strict=True):
         assert torch.equal(p, weight)  # the actor step moved no critic weight
         assert (p.grad is None and grad is None) or torch.equal(p.grad, grad)  # nor its gradients
@@ -184,7 +198,7 @@ def test_pixel_encoder_is_trained_by_the_critic_only():
     assert all(moved)
     assert features.shape == (8, 64 + 2 * 50)
     encoder_now = [p.detach().clone() for p in agent.encoder.parameters()]
-    agent.update_actor(features)
+    agent.update_actor(features, batch.action)
     assert all(torch.equal(a, p) for a, p in zip(encoder_now, agent.encoder.parameters(), strict=True))
 
 
