@@ -189,6 +189,33 @@ def test_actor_update_leaves_critic_untouched_and_vice_versa(bc_weight):
     assert all(torch.equal(a, p) for a, p in zip(actor_now, agent.actor.parameters(), strict=True))
 
 
+class PeakedCritic(torch.nn.Module):
+    """Q_e(s, a) = -|a - best|^2 for 4 members: the stored actions `best` are the argmax."""
+
+    def __init__(self, best: torch.Tensor) -> None:
+        super().__init__()
+        self.best = best
+
+    def forward(self, features, action):
+        return -((action - self.best) ** 2).sum(-1).expand(4, -1)
+
+
+def test_bc_weight_pulls_the_actor_mean_towards_the_stored_actions():
+    # A critic that values every stored action above the policy's keeps every row in the Q-filter,
+    # so with a large weight the actor step moves the mean action towards the batch's actions.
+    batch = random_batch()
+    distances = {}
+    for weight in (0.0, 100.0):
+        agent = make_sac(small_config(bc_weight=weight, actor_lr=1e-2), 6, 3)
+        features = agent.encoder(batch.state, None).detach()
+        agent.critic = PeakedCritic(batch.action)
+        metrics, _ = agent.update_actor(features, batch.action)
+        mean = torch.tanh(agent.actor.distribution(features)[0]).detach()
+        distances[weight] = float(((mean - batch.action) ** 2).sum(-1).mean())
+        assert ("bc_loss" in metrics) == (weight > 0)
+    assert distances[100.0] < distances[0.0]
+
+
 def test_pixel_encoder_is_trained_by_the_critic_only():
     agent = make_sac(small_config(image_pad=2), 6, 3, cameras=("front", "wrist"), image_size=24)
     batch = random_batch(n=8, cameras=("front", "wrist"))
