@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test lint bench bench-lerobot clean
+.PHONY: install demo test lint bench bench-lerobot bench-sb3 clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,19 @@ $(LEROBOT)/.installed: | $(STAMP)
 
 bench-lerobot: $(LEROBOT)/.installed  ## LeRobot 0.4.4's SAC learner update at `realrl bench learner`'s shapes, one JSON object
 	PYTHONPATH=.:$(LEROBOT) $(BIN)/python -m benchmarks.lerobot_sac --json
+
+# Stable-Baselines3 beside the project's env, not in it: the wheel alone, on the project's torch and
+# gymnasium (its other dependency, cloudpickle, comes with gymnasium).
+SB3 := $(VENV)/sb3-2.9.2
+
+$(SB3)/.installed: | $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(SB3) stable-baselines3==2.9.2
+	touch $@
+
+SB3_ENV ?= Walker2d-v5
+
+bench-sb3: $(SB3)/.installed  ## SB3's SAC on $(SB3_ENV) at the control suite's schedule (50k steps, seeds 0 and 1), one JSON object
+	PYTHONPATH=.:$(SB3) $(BIN)/python -m benchmarks.sb3_sac --env $(SB3_ENV) --json
 
 clean:
 	rm -rf $(VENV) runs *.egg-info .pytest_cache .ruff_cache

@@ -45,9 +45,9 @@ def test_task_report_against_a_reference(tmp_path):
     train_row = {"env_steps": 1000, "updates": 500, "wall_s": 1.0, "updates_per_s": 50.0}
     final = {"env_steps": 4000, "updates": 3500, "wall_s": 80.0, "final": True}
     write_run(tmp_path / "s0", [train_row, *evals((2000, 100.0), (4000, 900.0)), final])
-    write_run(
-        tmp_path / "s1", [{**train_row, "updates_per_s": 70.0}, *evals((2000, 300.0), (4000, 800.0)), final]
-    )
+    with_ci = [{**row, "eval_return_ci": [row["eval_return"] - 50, row["eval_return"] + 50]}
+               for row in evals((2000, 300.0), (4000, 800.0))]  # fmt: skip
+    write_run(tmp_path / "s1", [{**train_row, "updates_per_s": 70.0}, *with_ci, final])
     report = task_report(task, [tmp_path / "s0", tmp_path / "s1"])
     assert report["budgets"]["2000"] == {"per_seed": [100.0, 300.0], "mean": 200.0}
     assert report["budgets"]["4000"] == {
@@ -55,6 +55,7 @@ def test_task_report_against_a_reference(tmp_path):
     }  # fmt: skip
     assert report["updates_per_s_median"] == 60.0 and report["wall_s"] == [80, 80]
     assert report["curves"][1] == [[2000, 300.0], [4000, 800.0]]
+    assert report["intervals"] == [[], [[2000, 250.0, 350.0], [4000, 750.0, 850.0]]]
     text = learning.table({"tasks": [report]})
     assert "850" in text and "0.85" in text and "(900, 800)" in text
 
