@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    if args.steps < args.eval_every:
-        parser.error(f"--steps {args.steps} is below --eval-every {args.eval_every}: no eval would run")
+    if args.steps < args.eval_every or args.steps % args.eval_every:
+        parser.error(f"--steps {args.steps} must be a multiple of --eval-every {args.eval_every}")
     try:
         import stable_baselines3
     except ImportError:
