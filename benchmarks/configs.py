@@ -95,13 +95,31 @@ def shape_kwargs(config: LearnerShapes) -> dict:
 
 
 @dataclass(frozen=True)
+class BenchSB3Config:
+    env: str = "Walker2d-v5"
+    """A gymnasium env id."""
+    steps: int = field(default=50_000, metadata={"min": 1})
+    """Env steps per seed, a multiple of eval_every."""
+    eval_every: int = field(default=5_000, metadata={"min": 1})
+    """Env steps between evals."""
+    eval_episodes: int = field(default=10, metadata={"min": 1})
+    """Deterministic episodes per eval point."""
+    seeds: tuple[int, ...] = (0, 1)
+    """Seeds, run one after another."""
+    learning_starts: int = field(default=5_000, metadata={"min": 0})
+    """Uniform steps before learning (the control preset's and CleanRL's; SB3's default is 100)."""
+    threads: int = field(default=1, metadata={"min": 1})
+    """Torch threads."""
+
+
+@dataclass(frozen=True)
 class BenchLearningConfig:
     suite: Literal["control", "robot"] = "control"
     """control: gymnasium's MuJoCo tasks against published SAC returns at the same env steps;
-    robot: PickCube and PegInsert (state, 20 demos; PickCube also at UTD 10): success at 5k/10k/20k/50k,
-    when it first reaches 90% and whether it holds >= 80% after."""
+    robot: PickCube and PegInsert (state, 20 demos; at UTD 10 for 20k, at UTD 1 for 50k): success at
+    5k/10k/20k/50k, when it first reaches 90% and whether it holds >= 80% after."""
     seeds: int | None = field(default=None, metadata={"min": 1})
-    """Seeds per task; none: the suite's (2 on the easy control task, 1 elsewhere)."""
+    """Seeds per task; none: the suite's (2 on InvertedPendulum, Hopper, Walker2d; 1 elsewhere)."""
     tasks: tuple[str, ...] = ()
     """Only these tasks of the suite (e.g. Hopper-v5 PickCube); empty: all."""
     out: str = field(default="runs/bench-learning", metadata={"path": "output_dir"})

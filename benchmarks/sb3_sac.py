@@ -24,6 +24,9 @@ import sys
 import gymnasium as gym
 import torch
 
+from benchmarks.configs import BenchSB3Config
+from formats.config import add_dataclass_arguments, dataclass_from_args
+
 SB3_VERSION = "2.9.2"
 INSTALL_HINT = f"run `make bench-sb3` to install it into .venv/sb3-{SB3_VERSION}"
 
@@ -43,7 +46,7 @@ def evaluate(model, env: gym.Env, episodes: int, seed: int) -> float:
     return statistics.fmean(returns)
 
 
-def train_one(args: argparse.Namespace, seed: int) -> list[list[float]]:
+def train_one(args: BenchSB3Config, seed: int) -> list[list[float]]:
     """[[env_steps, eval_return], ...] of one seed."""
     from stable_baselines3 import SAC
 
@@ -62,15 +65,10 @@ def train_one(args: argparse.Namespace, seed: int) -> list[list[float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", default="Walker2d-v5", help="a gymnasium env id")
-    parser.add_argument("--steps", type=int, default=50_000, help="env steps per seed")
-    parser.add_argument("--eval-every", type=int, default=5_000, help="env steps between evals")
-    parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per eval point")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds, run one after another")
-    parser.add_argument("--learning-starts", type=int, default=5_000, help="uniform steps before learning")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    add_dataclass_arguments(parser, BenchSB3Config)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
+    parsed = parser.parse_args(argv)
+    args = dataclass_from_args(BenchSB3Config, parsed)
     if args.steps < args.eval_every or args.steps % args.eval_every:
         parser.error(f"--steps {args.steps} must be a multiple of --eval-every {args.eval_every}")
     try:
@@ -90,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "final_return": {"per_seed": final, "mean": statistics.fmean(final)},
         "curves": {str(seed): curve for seed, curve in curves.items()},
     }
-    if args.json:
+    if parsed.json:
         print(json.dumps(report))
     else:
         mean = report["final_return"]["mean"]
