@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install demo test lint bench bench-lerobot bench-sb3 clean
+.PHONY: install demo demo-pixels test lint bench bench-lerobot bench-sb3 clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,17 @@ demo: install  ## (re)creates runs/demo: pixel demos + contact sheet, then PickC
 	$(BIN)/realrl train --task PickCube --obs state --actors 2 --steps $(DEMO_STEPS) --eval-every 1000 --out runs/demo/train
 	@echo "learning curve: runs/demo/train/learning_curve.png  (tensorboard --logdir runs/demo/train/tensorboard)"
 	@echo "actor logs and final lines: runs/demo/train/actors/"
+
+DEMO_PIXELS_STEPS ?= 10000
+PIXELS := runs/demo-pixels
+
+demo-pixels: install  ## (re)creates runs/demo-pixels: PickCube from two 128x128 cameras on the CPU recipe (demos + exploration frames -> pretrained frozen encoder -> train)
+	rm -rf $(PIXELS)
+	$(BIN)/realrl demos record --task PickCube --episodes 20 --obs pixels --successes-only --out $(PIXELS)/demos
+	$(BIN)/realrl demos record --task PickCube --episodes 20 --obs pixels --noise 0.5 --seed 500 --out $(PIXELS)/explore
+	$(BIN)/realrl encoder pretrain --data $(PIXELS)/demos $(PIXELS)/explore --out $(PIXELS)/encoder.pt
+	$(BIN)/realrl train --task PickCube --obs pixels --agent.encoder pretrained:$(PIXELS)/encoder.pt --demos $(PIXELS)/demos --steps $(DEMO_PIXELS_STEPS) --eval-every 1000 --out $(PIXELS)/train
+	@echo "learning curve: $(PIXELS)/train/learning_curve.png"
 
 test: install  ## lint and run the whole test suite
 	$(BIN)/ruff check .

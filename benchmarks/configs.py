@@ -28,8 +28,9 @@ class LearnerShapes:
 
     obs: Literal["state", "pixels"] = "state"
     """Observation mode."""
-    encoder: Literal["conv", "resnet18"] = "conv"
-    """Image encoder (pixels)."""
+    encoder: Literal["conv", "resnet18", "pretrained"] = "conv"
+    """Image encoder (pixels): conv (trained by the critic), resnet18 (frozen) or pretrained (realrl's
+    frozen frame trunk, cached per frame; random weights, the same cost; realrl only)."""
     critics: int = field(default=10, metadata={"min": 1})
     """Critic ensemble size."""
     batch: int = field(default=256, metadata={"min": 1})
@@ -126,3 +127,22 @@ class BenchLearningConfig:
     """Runs go to <out>/<suite>/<task>/seed<N>; finished runs are read back, stopped ones resumed."""
     jobs: int = field(default=1, metadata={"min": 1})
     """Runs trained at once (each gets cores / jobs torch threads)."""
+
+
+@dataclass(frozen=True)
+class BenchActorConfig:
+    task: str = "PickCube"
+    """Task id or short name."""
+    obs: Literal["state", "pixels"] = "pixels"
+    """Observation mode."""
+    encoder: str = "pretrained"
+    """conv, resnet18, pretrained (a random-weight frame trunk: the cost of any pretrained one) or
+    pretrained:MODEL."""
+    image_size: int = field(default=128, metadata=IMAGE_SIZE)
+    """Square camera frame size (pixels)."""
+    steps: int = field(default=1000, metadata={"min": 10})
+    """Control steps timed (after --warmup)."""
+    warmup: int = field(default=50, metadata={"min": 0})
+    """Control steps run first and not timed."""
+    threads: int = field(default=1, metadata={"min": 1})
+    """Torch CPU threads, as `realrl actor --threads` (the robot PC has other work)."""

@@ -6,15 +6,21 @@ from the replay. Compare with benchmarks/lerobot_sac.py (LeRobot 0.4.4) at the s
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from benchmarks.timing import peak_memory_mb, synchronize, timed_rate
 from formats.episodes import Episode
 from learner.configs import SACConfig
-from learner.replay import MixedSampler, ReplayBuffer
+from learner.loop import EncoderMaps
+from learner.replay import FrameMaps, MixedSampler, ReplayBuffer
 from learner.sac import SACAlgorithm
 from policies import PolicySpec
+from policies.encoder_files import save_encoder_model
+from policies.encoders import PRETRAINED_PREFIX, FrameTrunk
 
 EPISODE_STEPS = 100
 
@@ -37,9 +43,17 @@ def synthetic_episode(
 
 
 def filled_sampler(
-    state_dim: int, action_dim: int, cameras: int, image_size: int, transitions: int, device, seed: int
+    state_dim: int,
+    action_dim: int,
+    cameras: int,
+    image_size: int,
+    transitions: int,
+    device,
+    seed: int,
+    frame_maps: FrameMaps | None = None,
 ) -> MixedSampler:
-    """Demo and online buffers each holding `transitions` synthetic steps."""
+    """Demo and online buffers each holding `transitions` synthetic steps (and, with a frozen
+    encoder's `frame_maps`, their cached maps, computed as the learner computes them)."""
     rng = np.random.default_rng(seed)
     image_shapes = {f"cam{i}": (image_size, image_size, 3) for i in range(cameras)}
     buffers = []
@@ -52,6 +66,7 @@ def filled_sampler(
             image_shapes,
             device=device,
             seed=seed + offset,
+            frame_maps=frame_maps,
         )
         for _ in range(episodes):
             buffer.add_episode(
@@ -89,16 +104,24 @@ def run(
     cameras = cameras if obs == "pixels" else 0
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(torch_device)
-    config = SACConfig(
-        critics=critics,
-        critic_impl=critic_impl,
-        encoder=encoder,
-        pretrained_encoder=False,  # same architecture and cost; no download needed
-    )
     spec = PolicySpec(state_dim, action_dim, tuple(f"cam{i}" for i in range(cameras)), image_size)
-    agent = SACAlgorithm(config, spec, torch_device, seed)
+    with tempfile.TemporaryDirectory() as scratch:
+        if encoder == "pretrained" and obs == "pixels":  # random weights: the same architecture and cost
+            model = Path(scratch) / "trunk.pt"
+            save_encoder_model(model, FrameTrunk(image_size), spec.cameras, {"objective": "none"})
+            encoder = f"{PRETRAINED_PREFIX}{model}"
+        config = SACConfig(
+            critics=critics,
+            critic_impl=critic_impl,
+            encoder=encoder,
+            pretrained_encoder=False,  # same architecture and cost; no download needed
+        )
+        agent = SACAlgorithm(config, spec, torch_device, seed)
+    frame_maps = EncoderMaps(agent.encoder, torch_device) if agent.encoder.frozen_trunk else None
     # Pixel buffers stay on the CPU (like a learner whose replay outgrows the GPU) unless on CUDA.
-    sampler = filled_sampler(state_dim, action_dim, cameras, image_size, transitions, torch_device, seed)
+    sampler = filled_sampler(
+        state_dim, action_dim, cameras, image_size, transitions, torch_device, seed, frame_maps
+    )
 
     # At UTD U a learn step is what the training loop makes per env step: one sample of U batches,
     # U critic updates and one actor + temperature update. Rates below count critic updates.
@@ -127,7 +150,8 @@ def run(
         "env_steps_per_s": round(learn_steps_per_s, 2),
         "peak_mem_mb": round(peak_memory_mb(torch_device), 1),
         "obs": obs,
-        "encoder": encoder if obs == "pixels" else None,
+        "encoder": (encoder.split(":")[0] if obs == "pixels" else None),
+        "cached_maps": frame_maps is not None,
         "state_dim": state_dim,
         "action_dim": action_dim,
         "batch": batch,

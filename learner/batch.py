@@ -25,6 +25,9 @@ class Batch:
     next_state: torch.Tensor  # (B, S) float32
     images: dict[str, torch.Tensor] = field(default_factory=dict)  # camera -> (B, H, W, 3) uint8
     next_images: dict[str, torch.Tensor] = field(default_factory=dict)
+    # A frozen encoder's cached maps instead of the frames: camera -> (B, C, h, w) float16.
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    next_maps: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.state.shape[0]

@@ -51,12 +51,21 @@ class SACConfig:
     """Lower clip of the actor's log standard deviation."""
     log_std_max: float = 2.0
     """Upper clip of the actor's log standard deviation."""
-    encoder: Literal["conv", "resnet18"] = "conv"
-    """Image encoder: conv trained from scratch, or frozen ImageNet ResNet-18 + spatial pooling."""
+    encoder: str = "conv"
+    """Image encoder (pixels mode): conv (trained by the critic, DrQ shift: the GPU choice),
+    resnet18 (frozen ImageNet ResNet-18) or pretrained:MODEL (a frozen trunk from `realrl encoder
+    pretrain`: the CPU choice). A frozen trunk's maps are computed once per frame and cached in the
+    replay (fp16); the update trains SERL's head on them (spatial pooling -> 256 -> LayerNorm -> tanh)."""
+    encoder_hash: str | None = None
+    """Content hash of the pretrained:MODEL trunk: filled in when a run starts, then checked on
+    --resume and by every actor (give it to insist on one model)."""
     pretrained_encoder: bool = True
     """Load ImageNet weights for resnet18 (downloaded once to the torch hub cache)."""
     image_pad: int = field(default=4, metadata={"min": 0})
-    """DrQ random-shift padding in pixels (0 disables augmentation)."""
+    """DrQ random-shift padding in pixels of a critic-trained encoder (0 disables augmentation)."""
+    map_shift: int = field(default=1, metadata={"min": 0})
+    """A frozen encoder's augmentation instead of DrQ's: the cached maps of each sampled frame are
+    shifted by up to this many cells (replicated border), 1 cell = 8 px at 128 px (0: none)."""
     image_bf16: bool = True
     """bfloat16 autocast for the image encoder where the device has native bf16 (CUDA sm80+, CPUs
     with AVX512-BF16/AMX; 1.8x faster conv trunk measured on such a CPU); critics and actor stay fp32."""
@@ -152,6 +161,11 @@ class TrainConfig:
     agent: SACConfig = field(default_factory=SACConfig)
 
     def check(self) -> None:
+        encoder = self.agent.encoder
+        if encoder not in ("conv", "resnet18") and not (
+            encoder.startswith("pretrained:") and len(encoder) > len("pretrained:")
+        ):
+            raise ValueError(f"--agent.encoder must be conv, resnet18 or pretrained:MODEL, got {encoder!r}")
         if self.agent.log_std_min >= self.agent.log_std_max:
             raise ValueError(
                 f"--agent.log-std-min ({self.agent.log_std_min}) must be below --agent.log-std-max "
@@ -192,3 +206,33 @@ class ServerConfig:
             )
         if self.allow_keys and not any(Path(self.allow_keys).glob("*.key")):
             raise ValueError(f"--allow-keys {self.allow_keys}: no public NAME.key files there")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    data: tuple[str, ...]
+    """Episode directories of the task's camera frames (`realrl demos record --obs pixels`: demos, and
+    noisy rollouts as exploration frames); all with the same cameras and frame size."""
+    out: str = field(metadata={"path": "output_file"})
+    """Model file to write (load it with --agent.encoder pretrained:MODEL)."""
+    steps: int = field(default=2_000, metadata={"min": 0})
+    """Adam steps; 0 writes the untrained trunk (the random-weight baseline)."""
+    batch_size: int = field(default=32, metadata={"min": 1})
+    """Frames per camera per step."""
+    lr: float = field(default=3e-3, metadata={"gt": 0})
+    """Adam learning rate."""
+    channels: int = field(default=32, metadata={"min": 1})
+    """Channels of the trunk's maps (= keypoints per camera)."""
+    reconstruct: int = field(default=32, metadata={"min": 2})
+    """Side of the downsampled frame the keypoints must rebuild."""
+    held_out_fraction: float = field(default=0.1, metadata={"gt": 0, "lt": 1})
+    """Share of the episodes held out to measure the loss before and after."""
+    seed: int = 0
+    """Seed of the trunk's initial weights, the held-out split and the batches."""
+    threads: int = field(default=0, metadata={"min": 0})
+    """Torch CPU threads (0: torch's default)."""
+
+    def check(self) -> None:
+        missing = [d for d in self.data if not Path(d).is_dir()]
+        if missing:
+            raise ValueError(f"--data: no such directory: {', '.join(missing)}")

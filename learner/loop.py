@@ -43,6 +43,7 @@ from learner.replay_log import ReplayLog
 from learner.sac import SACAlgorithm
 from learner.sources import StepSource
 from policies import Policy
+from policies.encoders import ObservationEncoder
 
 _log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ RUN_FIELDS = frozenset(
         "agent.critic_impl",
         "agent.critic_layer_norm",
         "agent.encoder",
+        "agent.encoder_hash",
     }
 )
 """Fields a --resume cannot change: they shape the networks, the replay or the demos that the
@@ -224,9 +226,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def replay_bytes(capacity: int, state_dim: int, action_dim: int, image_shapes: dict) -> int:
-    """Bytes a ReplayBuffer of this shape allocates (float32 state/action/reward, uint8 frames, flags)."""
+def replay_bytes(
+    capacity: int, state_dim: int, action_dim: int, image_shapes: dict, map_shape: tuple | None = None
+) -> int:
+    """Bytes a ReplayBuffer of this shape allocates (float32 state/action/reward, uint8 frames, flags,
+    and fp16 maps per frame when a frozen encoder's are cached)."""
     per_slot = 4 * (state_dim + action_dim + 1) + 3 + 16 + sum(int(np.prod(s)) for s in image_shapes.values())
+    if map_shape is not None:
+        per_slot += 2 * int(np.prod(map_shape)) * len(image_shapes)
     return capacity * per_slot
 
 
@@ -255,6 +262,20 @@ class Replay:
         return self.online.nbytes + self.demo.nbytes
 
 
+class EncoderMaps:
+    """A frozen encoder as the replay's FrameMaps: frames go to the encoder's device and their maps
+    come back to the replay's (on a GPU learner with a CPU replay, the trunk still runs on the GPU)."""
+
+    def __init__(self, encoder: ObservationEncoder, replay_device: torch.device) -> None:
+        self.encoder, self.replay_device = encoder, replay_device
+        self.map_shape = encoder.map_shape
+        self.device = encoder.state_mean.device
+
+    def __call__(self, frames: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        maps = self.encoder.frame_maps({c: f.to(self.device, non_blocking=True) for c, f in frames.items()})
+        return {c: m.to(self.replay_device) for c, m in maps.items()}
+
+
 def build_replay(
     config: TrainConfig,
     state_dim: int,
@@ -264,15 +285,21 @@ def build_replay(
     out: Path,
     device: torch.device,
     relabel_demo: Callable[[Episode], Episode] | None = None,
+    encoder: ObservationEncoder | None = None,
 ) -> Replay:
-    needed = replay_bytes(config.buffer_capacity, state_dim, action_dim, image_shapes)
+    """The run's replay; with a frozen image `encoder`, every stored frame's maps are cached too."""
+    frozen = encoder is not None and encoder.frozen_trunk
+    map_shape = encoder.map_shape if frozen else None
+    needed = replay_bytes(config.buffer_capacity, state_dim, action_dim, image_shapes, map_shape)
+    replay_device = resolve_replay_device(config.replay_device, device, needed)
     buffer_args = dict(
         state_dim=state_dim,
         action_dim=action_dim,
         image_shapes=image_shapes,
-        device=resolve_replay_device(config.replay_device, device, needed),
+        device=replay_device,
         n_step=config.n_step,
         gamma=config.agent.gamma,
+        frame_maps=EncoderMaps(encoder, replay_device) if frozen else None,
     )
     demo_slots = 2
     if demo_dir is not None:

@@ -18,7 +18,7 @@ import math
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -27,6 +27,18 @@ from formats.episodes import Episode, iter_episodes, read_manifest
 from learner.batch import Batch
 
 _log = logging.getLogger(__name__)
+
+ENCODE_CHUNK = 256  # frames per camera per encoder pass when caching maps in bulk (demos, a restore)
+
+
+class FrameMaps(Protocol):
+    """A frozen encoder's per-frame maps, for the replay to cache: uint8 {camera: (N, H, W, 3)} on
+    the buffer's device -> fp16 {camera: (N, *map_shape)} on the buffer's device."""
+
+    map_shape: tuple[int, int, int]
+
+    def __call__(self, frames: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
 
 # Where the incoming step stream stands. CLOSED: no episode open, `add` needs `start_episode`.
 # OPEN: `_last_slot` holds the observation the next step starts from. BROKEN: a rejected record
@@ -54,6 +66,7 @@ class ReplayBuffer:
         n_step: int = 1,
         gamma: float = 0.99,
         seed: int = 0,
+        frame_maps: FrameMaps | None = None,
     ) -> None:
         if capacity < 2:
             raise ValueError(f"capacity must be >= 2 slots (a transition needs two), got {capacity}")
@@ -78,6 +91,13 @@ class ReplayBuffer:
             name: torch.empty(c, *shape, dtype=torch.uint8, device=dev)
             for name, shape in self.image_shapes.items()
         }
+        # A frozen encoder's maps of every stored frame, computed as the frame is written: sampling
+        # returns them instead of the frames. A derived cache: never saved, recomputed on a load.
+        self.frame_maps = frame_maps if self.image_shapes else None
+        self.maps = {}
+        if self.frame_maps is not None:
+            shape = self.frame_maps.map_shape
+            self.maps = {n: torch.empty(c, *shape, dtype=torch.float16, device=dev) for n in self.images}
         self.action = torch.zeros(c, self.action_dim, dtype=torch.float32, device=dev)
         self.reward = torch.zeros(c, dtype=torch.float32, device=dev)
         self.terminated = torch.zeros(c, dtype=torch.bool, device=dev)
@@ -116,7 +136,7 @@ class ReplayBuffer:
     @property
     def nbytes(self) -> int:
         tensors = [self.state, self.action, self.reward, self.terminated, self.truncated, self.valid]
-        tensors += [self.episode_id, self.record_id, *self.images.values()]
+        tensors += [self.episode_id, self.record_id, *self.images.values(), *self.maps.values()]
         return sum(t.numel() * t.element_size() for t in tensors) + self._valid_host.nbytes
 
     @property
@@ -228,6 +248,7 @@ class ReplayBuffer:
             for name, target in self._tensors().items():
                 target.copy_(state["tensors"][name])
             self._load_meta(state)
+            self._encode_slots(torch.arange(min(self._written, self.capacity), device=self.device))
 
     def meta_state_dict(self) -> dict[str, Any]:
         """The small part of the state: config, sampler RNG, counters and the `valid` flags (one
@@ -260,6 +281,7 @@ class ReplayBuffer:
             for name, target in self._tensors().items():
                 if name != "valid":
                     target[index] = slots[name].to(self.device)
+            self._encode_slots(index)
 
     def _meta(self) -> dict[str, Any]:
         return {
@@ -318,9 +340,13 @@ class ReplayBuffer:
             terminated=(alive & self.terminated[grid]).any(dim=1).float(),
             truncated=(alive & self.truncated[grid]).any(dim=1).float(),
             next_state=self.state[next_slot],
-            images={name: frames[start] for name, frames in self.images.items()},
-            next_images={name: frames[next_slot] for name, frames in self.images.items()},
         )
+        if self.maps:  # the frames stay in the buffer: the update reads only their maps
+            batch.maps = {name: maps[start] for name, maps in self.maps.items()}
+            batch.next_maps = {name: maps[next_slot] for name, maps in self.maps.items()}
+        else:
+            batch.images = {name: frames[start] for name, frames in self.images.items()}
+            batch.next_images = {name: frames[next_slot] for name, frames in self.images.items()}
         assert batch.reward.shape == batch.discount.shape == (len(start),)
         return batch
 
@@ -395,6 +421,7 @@ class ReplayBuffer:
         self.state[slot] = torch.as_tensor(np.asarray(obs["state"], dtype=np.float32), device=self.device)
         for name in self.image_shapes:
             self.images[name][slot] = torch.as_tensor(np.asarray(obs["images"][name]), device=self.device)
+        self._encode_slots(torch.tensor([slot], device=self.device))
         return slot
 
     def _store_step(self, action, reward, terminated, truncated, next_obs: Mapping[str, Any]) -> None:
@@ -437,10 +464,20 @@ class ReplayBuffer:
         put(self.reward, episode.reward[skip:], starts, np.float32)
         put(self.terminated, episode.terminated[skip:], starts, np.bool_)
         put(self.truncated, episode.truncated[skip:], starts, np.bool_)
+        self._encode_slots(slots)
         self.valid[starts] = True
         self._valid_host[host_slots[:steps]] = True
         self._num_valid += steps
         self._chain = _CLOSED
+
+    def _encode_slots(self, slots: torch.Tensor) -> None:
+        """(Re)compute the cached maps of the frames in `slots`, in chunks of ENCODE_CHUNK frames."""
+        if self.frame_maps is None:
+            return
+        for chunk in slots.split(ENCODE_CHUNK):
+            maps = self.frame_maps({name: frames[chunk] for name, frames in self.images.items()})
+            for name, target in self.maps.items():
+                target[chunk] = maps[name]
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         tensors = {

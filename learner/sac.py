@@ -163,6 +163,7 @@ class SACAlgorithm(nn.Module):
             log_std_min=config.log_std_min,
             log_std_max=config.log_std_max,
             encoder=config.encoder,
+            encoder_hash=config.encoder_hash,
             pretrained_encoder=config.pretrained_encoder,
             image_bf16=config.image_bf16,
         )
@@ -213,17 +214,31 @@ class SACAlgorithm(nn.Module):
             stacked = random_shift(stacked, self.config.image_pad, self.generator)
         return stacked.reshape(len(self.cameras), -1, *stacked.shape[1:])
 
+    def _maps(self, batch: Batch) -> torch.Tensor:
+        """The batch's cached fp16 maps of obs and next_obs -> float (K, 2N, C, h, w), each frame's
+        maps shifted by up to `map_shift` cells (a frozen encoder's stand-in for DrQ's shift of the
+        frames; shifted in fp16, which halves the bytes moved)."""
+        stacked = torch.cat([m for c in self.cameras for m in (batch.maps[c], batch.next_maps[c])])
+        if self.config.map_shift:
+            stacked = random_shift(stacked, self.config.map_shift, self.generator)
+        return stacked.float().reshape(len(self.cameras), -1, *stacked.shape[1:])
+
     def _encode_pair(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Online features of obs (with grad) and next_obs (detached) in one encoder pass, plus the
-        target encoder's features of next_obs."""
+        target encoder's features of next_obs. A frozen trunk's maps come cached with the batch."""
         n = len(batch)
         state = torch.cat([batch.state, batch.next_state])
-        images = {c: torch.cat([batch.images[c], batch.next_images[c]]) for c in self.cameras}
-        pixels = self._images(images, augment=True)
-        online = self.encoder(state, pixels)
+        pixels = maps = None
+        if self.cameras and self.encoder.frozen_trunk:
+            maps = self._maps(batch)
+        else:
+            images = {c: torch.cat([batch.images[c], batch.next_images[c]]) for c in self.cameras}
+            pixels = self._images(images, augment=True)
+        online = self.encoder(state, pixels, maps)
         with torch.no_grad():
             next_pixels = None if pixels is None else pixels[:, n:]
-            target = self.target_encoder(batch.next_state, next_pixels)
+            next_maps = None if maps is None else maps[:, n:]
+            target = self.target_encoder(batch.next_state, next_pixels, next_maps)
         return online[:n], online[n:].detach(), target
 
     # -- updates ----------------------------------------------------------------------------
@@ -311,7 +326,9 @@ class SACAlgorithm(nn.Module):
     def _soft_update_targets(self) -> None:
         targets = [*self.target_encoder.parameters(), *self.target_critic.parameters()]
         online = [*self.encoder.parameters(), *self.critic.parameters()]
-        torch._foreach_lerp_(targets, online, self.config.tau)
+        # A frozen trunk's target copy equals it for good: no lerp over its (ResNet: 11 M) weights.
+        pairs = [(t, o) for t, o in zip(targets, online, strict=True) if o.requires_grad]
+        torch._foreach_lerp_([t for t, _ in pairs], [o for _, o in pairs], self.config.tau)
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:

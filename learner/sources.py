@@ -140,7 +140,7 @@ class IngestSource:
         """The policy's weights (float32), packed into one frame; version = updates so far."""
         tensors = {
             name: t.detach().float().cpu().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
-            for name, t in policy.state_dict().items()
+            for name, t in policy.pushed_state_dict().items()
         }
         manifest, blob = pack_weights(tensors)
         self.server.publish(version, manifest, blob)

@@ -89,10 +89,14 @@ class Policy(nn.Module, ABC):
         """What another process needs to build this policy: kind, spec, config (not the weights)."""
         return {"kind": self.kind, "spec": self.spec.to_json(), "config": self.config_json()}
 
+    def pushed_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights a learner pushes to its actors (all of them, unless a policy says otherwise)."""
+        return self.state_dict()
+
     @torch.no_grad()
     def load_weights(self, weights: dict[str, Any]) -> None:
         """Load pushed weights (tensors or numpy arrays) in place; refuse any that do not fit."""
-        own = self.state_dict()
+        own = self.pushed_state_dict()
         if set(weights) != set(own):
             missing, extra = sorted(set(own) - set(weights))[:5], sorted(set(weights) - set(own))[:5]
             raise ValueError(f"policy weights do not fit this model: missing {missing}, unexpected {extra}")

@@ -5,7 +5,6 @@ it trains (learner.configs.SACConfig.policy_config)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -16,8 +15,11 @@ class GaussianPolicyConfig:
     """Lower clip of the actor's log standard deviation."""
     log_std_max: float = 2.0
     """Upper clip of the actor's log standard deviation."""
-    encoder: Literal["conv", "resnet18"] = "conv"
-    """Image encoder: conv trained from scratch, or frozen ImageNet ResNet-18 + spatial pooling."""
+    encoder: str = "conv"
+    """Image encoder: conv (trained by the critic), resnet18 (frozen ImageNet ResNet-18 + spatial
+    pooling) or pretrained:MODEL (a frozen trunk from `realrl encoder pretrain` + spatial pooling)."""
+    encoder_hash: str | None = None
+    """Content hash of a pretrained:MODEL trunk; when set, a model that hashes otherwise is refused."""
     pretrained_encoder: bool = True
     """Load ImageNet weights for resnet18 (downloaded once to the torch hub cache)."""
     image_bf16: bool = True

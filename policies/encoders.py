@@ -2,15 +2,17 @@
 device; all cameras of a batch go through the image trunk in ONE pass (stacked along the batch),
 so every critic head and the actor share a single encoding per batch.
 
-- `ConvEncoder`: small conv net trained from scratch (RLPD / DrQ pixel variant).
-- `ResNet18Encoder`: torchvision ResNet-18, frozen, with ImageNet weights loaded through
-  torchvision's weights API when `pretrained=True`; followed by trainable spatial-embedding pooling
-  -> 256 -> LayerNorm -> tanh (SERL's recipe). Weights cannot be downloaded everywhere (CI): tests
-  use `pretrained=False`; on a workstation the first use downloads them to the torch hub cache.
+- `ConvEncoder`: small conv net trained from scratch by the critic (RLPD / DrQ pixel variant).
+- `FrozenEncoder`: a frozen trunk + SERL's trainable head (spatial-embedding pooling -> 256 ->
+  LayerNorm -> tanh). The trunk is torchvision's ResNet-18 (`resnet18`; ImageNet weights through
+  torchvision's weights API when `pretrained=True`, which needs internet once: tests use
+  `pretrained=False`) or a `FrameTrunk` pretrained on the task's own frames (`pretrained:MODEL`,
+  see policies.encoder_files). Its maps of a frame never change: the learner caches them.
 - Proprioception: Linear -> LayerNorm -> tanh."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 
@@ -81,24 +83,67 @@ class SpatialEmbedding(nn.Module):
         return pooled.reshape(n, -1)
 
 
-class ResNet18Encoder(nn.Module):
-    """Frozen ImageNet ResNet-18 trunk (eval mode, no gradients) + trainable spatial pooling head."""
+class FrameTrunk(nn.Module):
+    """The trunk `realrl encoder pretrain` trains and a run then freezes: four 3x3 conv layers of
+    `channels`, padding 1, the first ones stride 2 until the map is about 16x16 (one to three
+    halvings: 16x16 from 32 to 128 px, 8x8 at 16 px). Small on purpose: its maps are cached per
+    frame (32 x 16 x 16 in fp16 is 16 KB per camera, a third of the frame) and the actor runs it
+    every control step."""
 
-    def __init__(
-        self, image_size: int, feature_dim: int = 256, pretrained: bool = True, num_features: int = 8
-    ):
+    def __init__(self, image_size: int, channels: int = 32) -> None:
+        super().__init__()
+        halvings = min(3, max(1, round(math.log2(image_size / 16))))
+        layers, in_channels = [], 3
+        for i, stride in enumerate((2,) * halvings + (1,) * (4 - halvings)):
+            layers.append(nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1))
+            if i < 3:  # the last layer's maps stay linear: a spatial softmax reads them (DSAE)
+                layers.append(nn.ReLU())
+            in_channels = channels
+        self.layers = nn.Sequential(*layers)
+        self.image_size, self.channels = image_size, channels
+
+    def arch(self) -> dict:
+        """What rebuilds this trunk (saved with its weights)."""
+        return {"kind": "frame-trunk", "image_size": self.image_size, "channels": self.channels}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """float (N, 3, H, W) in [0, 1] -> maps (N, C, H/8, W/8)."""
+        return self.layers(images - 0.5)
+
+
+class ResNet18Trunk(nn.Module):
+    """torchvision's ResNet-18 without its pooling and classifier, ImageNet-normalised input; with
+    `pretrained`, ImageNet weights through torchvision's weights API (downloaded once to the torch
+    hub cache: not possible on machines without internet, where tests use `pretrained=False`)."""
+
+    def __init__(self, pretrained: bool = True) -> None:
         super().__init__()
         from torchvision.models import ResNet18_Weights, resnet18
 
         weights = ResNet18_Weights.IMAGENET1K_V1 if pretrained else None
-        backbone = resnet18(weights=weights)
-        self.trunk = nn.Sequential(*list(backbone.children())[:-2])  # drop avgpool and fc
-        self.trunk.requires_grad_(False)
-        self.trunk.eval()
+        self.layers = nn.Sequential(*list(resnet18(weights=weights).children())[:-2])
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layers((images - self.mean) / self.std)
+
+
+class FrozenEncoder(nn.Module):
+    """A frozen trunk (eval mode, no gradients) + SERL's trainable head: spatial-embedding pooling ->
+    `feature_dim` -> LayerNorm -> tanh. The trunk's maps of a frame never change, so the learner's
+    replay stores them once per frame (`maps`, fp16) and the update runs only `head` on them."""
+
+    frozen = True
+
+    def __init__(
+        self, trunk: nn.Module, image_size: int, feature_dim: int = 256, num_features: int = 8
+    ) -> None:
+        super().__init__()
+        self.trunk = trunk.requires_grad_(False).eval()
         with torch.no_grad():
-            _, c, h, w = self.trunk(torch.zeros(1, 3, image_size, image_size)).shape
+            self.map_shape = tuple(self.trunk(torch.zeros(1, 3, image_size, image_size)).shape[1:])
+        c, h, w = self.map_shape
         self.head = nn.Sequential(
             SpatialEmbedding(c, h, w, num_features),
             nn.Linear(c * num_features, feature_dim),
@@ -107,19 +152,52 @@ class ResNet18Encoder(nn.Module):
         )
         self.feature_dim = feature_dim
 
-    def train(self, mode: bool = True) -> ResNet18Encoder:
+    def train(self, mode: bool = True) -> FrozenEncoder:
         super().train(mode)
-        self.trunk.eval()  # frozen: BatchNorm keeps ImageNet statistics
+        self.trunk.eval()  # frozen: a ResNet's BatchNorm keeps its statistics
         return self
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            trunk_features = self.trunk((images - self.mean) / self.std)
-        return self.head(trunk_features)
+    @torch.no_grad()
+    def maps(self, images: torch.Tensor) -> torch.Tensor:
+        """float (N, 3, H, W) in [0, 1] -> the trunk's maps (N, C, h, w) as fp16 (what the replay
+        caches: the head sees the same rounding whether it reads the cache or the live frames)."""
+        return self.trunk(images).half()
 
 
-IMAGE_ENCODERS = {"conv": ConvEncoder, "resnet18": ResNet18Encoder}
+def trunk_hash(trunk: nn.Module) -> str:
+    """Content hash of a trunk's weights (names, dtypes, shapes, bytes): the encoder's identity,
+    the same wherever the weights were saved or loaded."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(trunk.state_dict().items()):
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
 STATE_CLIP = 10.0  # standardised state values beyond +-10 std are outliers, not information
+
+
+def make_image_encoder(
+    kind: str, image_size: int, cameras: Sequence[str], pretrained: bool
+) -> ConvEncoder | FrozenEncoder:
+    """conv (trained by the critic), resnet18 (frozen; ImageNet weights if `pretrained`) or
+    pretrained:MODEL (a frozen trunk from `realrl encoder pretrain`, refused unless it was trained
+    on these cameras at this image size)."""
+    if kind == "conv":
+        return ConvEncoder(image_size)
+    if kind == "resnet18":
+        return FrozenEncoder(ResNet18Trunk(pretrained), image_size)
+    if kind.startswith(PRETRAINED_PREFIX):
+        from policies.encoder_files import load_encoder_model
+
+        model = load_encoder_model(kind[len(PRETRAINED_PREFIX) :])
+        model.check_fits(tuple(cameras), image_size)
+        return FrozenEncoder(model.trunk, image_size)
+    raise ValueError(f"image encoder must be conv, resnet18 or pretrained:MODEL, got {kind!r}")
+
+
+PRETRAINED_PREFIX = "pretrained:"
 
 
 class ObservationEncoder(nn.Module):
@@ -128,7 +206,10 @@ class ObservationEncoder(nn.Module):
 
     The state is standardised with a mean and std fitted once from data (`fit_state_normalizer`),
     kept as buffers so checkpoints and the weights sent to actors carry them. Why: object positions
-    vary by centimetres in metre units; unscaled, the networks barely see where the cube is."""
+    vary by centimetres in metre units; unscaled, the networks barely see where the cube is.
+
+    With a frozen image encoder (`frozen_trunk`), `frame_maps` gives the per-frame maps a replay
+    caches and `forward(state, maps=...)` runs only the trainable part on them."""
 
     def __init__(
         self,
@@ -151,24 +232,56 @@ class ObservationEncoder(nn.Module):
             self.proprio = nn.Identity()
             self.output_dim = state_dim
             return
-        if kind not in IMAGE_ENCODERS:
-            raise ValueError(f"image encoder must be one of {sorted(IMAGE_ENCODERS)}, got {kind!r}")
-        kwargs = {"pretrained": pretrained} if kind == "resnet18" else {}
         # channels_last (NHWC) weights and inputs: 1.7x faster conv forward+backward on CPU (oneDNN,
         # measured at 128 px), and the layout tensor cores want on GPU.
-        self.image_encoder = IMAGE_ENCODERS[kind](image_size, **kwargs).to(memory_format=torch.channels_last)
+        image_encoder = make_image_encoder(kind, image_size, self.cameras, pretrained)
+        self.image_encoder = image_encoder.to(memory_format=torch.channels_last)
         self.proprio = nn.Sequential(nn.Linear(state_dim, proprio_dim), nn.LayerNorm(proprio_dim), nn.Tanh())
         self.output_dim = proprio_dim + len(self.cameras) * self.image_encoder.feature_dim
 
-    def forward(self, state: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
-        """state (N, S); images float (K, N, 3, H, W) for the K cameras in `self.cameras` order."""
+    @property
+    def frozen_trunk(self) -> bool:
+        """Whether the image encoder's trunk is frozen, so its maps can be cached per frame."""
+        return getattr(self.image_encoder, "frozen", False)
+
+    @property
+    def map_shape(self) -> tuple[int, int, int]:
+        return self.image_encoder.map_shape
+
+    def _autocast(self, device: torch.device):
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    @torch.no_grad()
+    def frame_maps(self, images: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """uint8 {camera: (N, H, W, 3)} -> the frozen trunk's fp16 maps {camera: (N, C, h, w)}, all
+        cameras in one pass."""
+        n = len(images[self.cameras[0]])
+        stacked = to_float_nchw(torch.cat([images[c] for c in self.cameras]))
+        stacked = stacked.contiguous(memory_format=torch.channels_last)
+        with self._autocast(stacked.device):
+            maps = self.image_encoder.maps(stacked)
+        return {c: maps[i * n : (i + 1) * n].contiguous() for i, c in enumerate(self.cameras)}
+
+    def forward(
+        self, state: torch.Tensor, images: torch.Tensor | None = None, maps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """state (N, S) and, for the K cameras in `self.cameras` order, either images float
+        (K, N, 3, H, W) or a frozen trunk's maps float (K, N, C, h, w)."""
         state = ((state - self.state_mean) / self.state_std).clamp(-STATE_CLIP, STATE_CLIP)
         if self.image_encoder is None:
             return self.proprio(state)
-        k, n = images.shape[:2]
-        stacked = images.reshape(k * n, *images.shape[2:]).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(stacked.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            features = self.image_encoder(stacked).float()  # one pass, all cameras
+        inputs = images if maps is None else maps
+        k, n = inputs.shape[:2]
+        stacked = inputs.reshape(k * n, *inputs.shape[2:])
+        if maps is None:
+            stacked = stacked.contiguous(memory_format=torch.channels_last)
+            with self._autocast(stacked.device):  # one pass, all cameras
+                if not self.frozen_trunk:
+                    features = self.image_encoder(stacked).float()
+                else:  # the maps exactly as frame_maps caches them, then the head as on the cache
+                    stacked = self.image_encoder.maps(stacked)
+        if self.frozen_trunk:
+            features = self.image_encoder.head(stacked.float())
         features = features.reshape(k, n, -1).permute(1, 0, 2).reshape(n, -1)
         return torch.cat([self.proprio(state), features], dim=-1)
 

@@ -12,15 +12,18 @@ import torch
 from formats.config import from_dict, to_dict
 from policies.base import Policy, PolicySpec
 from policies.configs import GaussianPolicyConfig, HybridGripperPolicyConfig
-from policies.encoders import ObservationEncoder, native_bf16, to_float_nchw
+from policies.encoders import PRETRAINED_PREFIX, ObservationEncoder, native_bf16, to_float_nchw, trunk_hash
 from policies.networks import TanhGaussianActor, mlp
 
+FILE_TRUNK_KEYS = "encoder.image_encoder.trunk."
 # Discrete gripper choices in index order and the command each sends.
 GRIPPER_COMMANDS = (-1.0, 0.0, 1.0)  # open, stay, close
 
 
 def make_encoder(spec: PolicySpec, config: GaussianPolicyConfig, device: torch.device) -> ObservationEncoder:
-    return ObservationEncoder(
+    """The policy's observation encoder; a pretrained:MODEL trunk must hash to `encoder_hash` when
+    the config names one (a learner's run, or the actor it describes itself to)."""
+    encoder = ObservationEncoder(
         spec.state_dim,
         spec.cameras,
         spec.image_size,
@@ -28,6 +31,19 @@ def make_encoder(spec: PolicySpec, config: GaussianPolicyConfig, device: torch.d
         config.pretrained_encoder,
         bf16=config.image_bf16 and native_bf16(device),
     )
+    if spec.cameras and config.encoder_hash is not None:
+        found = trunk_hash(encoder.image_encoder.trunk)
+        if found != config.encoder_hash:
+            raise ValueError(
+                f"encoder {config.encoder}: its weights hash to {found}, but this run's encoder is "
+                f"{config.encoder_hash} (the model file changed, or this machine holds another one)"
+            )
+    return encoder
+
+
+def trunk_from_file(config: GaussianPolicyConfig) -> bool:
+    """Whether the encoder's frozen trunk is loaded from a model file (so it is not pushed)."""
+    return config.encoder.startswith(PRETRAINED_PREFIX)
 
 
 def make_actor(input_dim: int, action_dim: int, config: GaussianPolicyConfig) -> TanhGaussianActor:
@@ -77,6 +93,14 @@ class GaussianPolicy(Policy):
 
     def config_json(self) -> dict[str, Any]:
         return to_dict(self.config)
+
+    def pushed_state_dict(self) -> dict[str, torch.Tensor]:
+        """A frozen trunk from a model file stays out: the actor loads the same file, checked by its
+        hash (make_encoder), instead of receiving those weights with every push."""
+        state = self.state_dict()
+        if trunk_from_file(self.config):
+            state = {k: v for k, v in state.items() if not k.startswith(FILE_TRUNK_KEYS)}
+        return state
 
     def features(self, state: torch.Tensor, images: dict[str, torch.Tensor]) -> torch.Tensor:
         """Encoder features of un-augmented observations (acting)."""

@@ -165,6 +165,14 @@ def cmd_bench_learner(args: argparse.Namespace) -> None:
     _print_result({"task": c.task, **result}, args.json)
 
 
+def cmd_bench_actor(args: argparse.Namespace) -> None:
+    from benchmarks.actor import run
+    from benchmarks.configs import BenchActorConfig
+    from formats.config import to_dict
+
+    _print_result(run(**to_dict(dataclass_from_args(BenchActorConfig, args))), args.json)
+
+
 def cmd_bench_transport(args: argparse.Namespace) -> None:
     from benchmarks.configs import BenchTransportConfig
     from benchmarks.transport import run
@@ -195,6 +203,14 @@ def cmd_bench_learning(args: argparse.Namespace) -> None:
     else:
         print(table(report))
         print(f"curves: {report['plot']}  report: {out / (c.suite + '.json')}")
+
+
+def cmd_encoder_pretrain(args: argparse.Namespace) -> None:
+    from learner.configs import PretrainConfig
+    from learner.pretrain import pretrain
+
+    summary = pretrain(dataclass_from_args(PretrainConfig, args), progress=not args.json)
+    _print_result(summary, args.json)
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> None:
@@ -294,6 +310,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_arguments(actor, ActorConfig)
     _handle(actor, cmd_actor, (ActorConfig,))
 
+    from learner.configs import PretrainConfig
+
+    encoder = verbs.add_parser("encoder", help="pretrain a frozen image encoder on a task's own frames")
+    encoder_verbs = encoder.add_subparsers(dest="encoder_verb", metavar="<action>", required=True)
+    _verb(
+        encoder_verbs,
+        "pretrain",
+        PretrainConfig,
+        cmd_encoder_pretrain,
+        help="train a frame trunk as a deep spatial autoencoder, for --agent.encoder pretrained:MODEL",
+        description="Self-supervised, on the camera frames of episode directories (demos plus "
+        "exploration, e.g. `realrl demos record --obs pixels --noise 0.5`): a spatial softmax turns the "
+        "trunk's maps into keypoints that must rebuild a downsampled frame (Finn et al., 2016). Prints "
+        "the held-out loss before and after, and the model's hash. --steps 0 writes the untrained trunk "
+        "(the random-weight baseline).",
+    )
+
     from realrl.commands.keys import KeysConfig
 
     keys = verbs.add_parser("keys", help="CURVE key pairs for encrypted, allow-listed actor/learner traffic")
@@ -310,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     from benchmarks.configs import (
+        BenchActorConfig,
         BenchLearnerConfig,
         BenchLearningConfig,
         BenchSimConfig,
@@ -334,6 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Times the learner's loop body (sample a 50/50 batch from uint8 replay filled with "
         "synthetic data, move it to the device, one critic + actor + temperature update). Shapes "
         "come from --task unless --state-dim/--action-dim override them.",
+    )
+    _verb(
+        bench_verbs,
+        "actor",
+        BenchActorConfig,
+        cmd_bench_actor,
+        help="actor latency: the policy's decision and the whole control step, p50/p99 ms",
+        description="Runs the policy an actor process runs (its composition and --threads) in the task's "
+        "twin: policy_p50_ms/policy_p99_ms time the decision (frames -> encoder -> actor -> bounded "
+        "action), step_p99_ms the decision plus the env step with rendering.",
     )
     _verb(
         bench_verbs,

@@ -33,6 +33,8 @@ from learner.loop import (
     with_fields,
 )
 from learner.sources import IngestSource, learner_welcome
+from policies.encoder_files import load_encoder_model
+from policies.encoders import PRETRAINED_PREFIX
 from policies.random import RandomPolicy
 
 
@@ -103,6 +105,23 @@ def prepare_demos(
     return directory
 
 
+def with_encoder_identity(config: TrainConfig) -> TrainConfig:
+    """A pretrained:MODEL encoder as the run saves it: the model's absolute path (actor processes
+    load the same file) and its content hash (checked on --resume and by every actor). A hash given
+    on the command line must be the model's."""
+    encoder = config.agent.encoder
+    if config.obs != "pixels" or not encoder.startswith(PRETRAINED_PREFIX):
+        return config
+    path = Path(encoder[len(PRETRAINED_PREFIX) :]).expanduser().resolve()
+    found = load_encoder_model(path).hash
+    if config.agent.encoder_hash not in (None, found):
+        raise ValueError(
+            f"--agent.encoder-hash {config.agent.encoder_hash}: the model {path} hashes to {found}"
+        )
+    agent = replace(config.agent, encoder=f"{PRETRAINED_PREFIX}{path}", encoder_hash=found)
+    return replace(config, agent=agent)
+
+
 def build_loop(
     config: TrainConfig,
     out: str | Path,
@@ -121,6 +140,8 @@ def build_loop(
         raise ValueError("the in-process actor runs with --actors 0 (or give a server for actor processes)")
     if config.env is None:
         config = replace(config, task=resolve_task_id(config.task))
+    if not resume:  # a resumed run keeps the identity it saved; make_encoder checks it
+        config = with_encoder_identity(config)
     config, lock = open_run(config, out, resume)
     try:
         return _build_loop(config, out, lock, server, on_ready, resume, progress, stop)
@@ -146,6 +167,8 @@ def _build_loop(
     seed_everything(config.seed)
     device = resolve_device(config.device)
     spec = policy_spec(eval_env)
+    # Before the demos are recorded: an encoder model that does not fit the task is refused at once.
+    algorithm = make_algorithm(config.algorithm, config.agent, spec, device, config.seed)
     demo_dir = None if config.env else prepare_demos(config, out, progress, stop)
     if demo_dir is not None:  # before anything trains on them
         check_manifest(
@@ -155,7 +178,6 @@ def _build_loop(
             obs_spec=obs_spec(eval_env),
             action_dim=spec.action_dim,
         )
-    algorithm_class = ALGORITHMS[config.algorithm]
     replay = build_replay(
         config,
         spec.state_dim,
@@ -164,12 +186,12 @@ def _build_loop(
         demo_dir,
         out,
         device,
-        algorithm_class.relabel_demo,
+        algorithm.relabel_demo,
+        algorithm.encoder,
     )
     random_steps = config.random_steps
     if random_steps is None:  # without demos, explore uniformly until learning starts
         random_steps = 0 if len(replay.demo) else config.learning_starts
-    algorithm = make_algorithm(config.algorithm, config.agent, spec, device, config.seed)
     if server is None:
         explore = RandomPolicy(spec, seed=config.seed)
         source = LocalActor(env, replay.online, config.seed, explore, random_steps)

@@ -69,3 +69,14 @@ def test_bench_learner_at_utd_counts_critic_updates(capsys):
     assert result["utd"] == 4
     # A learn step makes 4 critic updates and serves one env step.
     assert result["updates_per_s"] == pytest.approx(4 * result["env_steps_per_s"], rel=0.01)
+
+
+def test_bench_learner_with_a_frozen_encoder_reads_cached_maps(capsys):
+    code = main(
+        ["bench", "learner", "--obs", "pixels", "--encoder", "pretrained", "--image-size", "32"]
+        + ["--batch", "8", "--critics", "2", "--seconds", "0.2", "--json"]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["encoder"] == "pretrained" and result["cached_maps"] is True
+    assert result["cameras"] == 2 and result["updates_per_s"] > 0
