@@ -146,3 +146,17 @@ class BenchActorConfig:
     """Control steps run first and not timed."""
     threads: int = field(default=1, metadata={"min": 1})
     """Torch CPU threads, as `realrl actor --threads` (the robot PC has other work)."""
+
+
+@dataclass(frozen=True)
+class BenchEncoderConfig:
+    model: str = field(metadata={"path": "existing_file"})
+    """Encoder model file (from `realrl encoder pretrain`)."""
+    task: str = "PickCube"
+    """Task whose twin renders the probe's frames (its cameras and frame size must be the model's)."""
+    episodes: int = field(default=30, metadata={"min": 3})
+    """Scripted-expert episodes rolled out; two thirds fit the probes, one third scores them."""
+    noise: float = field(default=0.3, metadata={"min": 0})
+    """Std of the expert's action noise (varied poses)."""
+    seed: int = 50_000
+    """Seed of the first episode (away from the demos' seeds)."""

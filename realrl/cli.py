@@ -173,6 +173,14 @@ def cmd_bench_actor(args: argparse.Namespace) -> None:
     _print_result(run(**to_dict(dataclass_from_args(BenchActorConfig, args))), args.json)
 
 
+def cmd_bench_encoder(args: argparse.Namespace) -> None:
+    from benchmarks.configs import BenchEncoderConfig
+    from benchmarks.encoder_probe import run
+    from formats.config import to_dict
+
+    _print_result(run(**to_dict(dataclass_from_args(BenchEncoderConfig, args))), args.json)
+
+
 def cmd_bench_transport(args: argparse.Namespace) -> None:
     from benchmarks.configs import BenchTransportConfig
     from benchmarks.transport import run
@@ -344,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from benchmarks.configs import (
         BenchActorConfig,
+        BenchEncoderConfig,
         BenchLearnerConfig,
         BenchLearningConfig,
         BenchSimConfig,
@@ -378,6 +387,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs the policy an actor process runs (its composition and --threads) in the task's "
         "twin: policy_p50_ms/policy_p99_ms time the decision (frames -> encoder -> actor -> bounded "
         "action), step_p99_ms the decision plus the env step with rendering.",
+    )
+    _verb(
+        bench_verbs,
+        "encoder",
+        BenchEncoderConfig,
+        cmd_bench_encoder,
+        help="how well a frozen encoder sees the objects: held-out R^2 of their true positions",
+        description="Rolls out the twin's noisy scripted expert and fits ridge probes from the trunk's maps "
+        "and keypoints to the objects' true positions (privileged state, used only to evaluate), for the "
+        "model and for an untrained trunk of its shape; prints held-out R^2 per object and read-out.",
     )
     _verb(
         bench_verbs,

@@ -110,7 +110,7 @@ def with_encoder_identity(config: TrainConfig) -> TrainConfig:
     load the same file) and its content hash (checked on --resume and by every actor). A hash given
     on the command line must be the model's."""
     encoder = config.agent.encoder
-    if config.obs != "pixels" or not encoder.startswith(PRETRAINED_PREFIX):
+    if not encoder.startswith(PRETRAINED_PREFIX):
         return config
     path = Path(encoder[len(PRETRAINED_PREFIX) :]).expanduser().resolve()
     found = load_encoder_model(path).hash

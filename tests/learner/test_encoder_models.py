@@ -74,17 +74,17 @@ def test_spatial_softmax_points_find_a_single_peak():
     torch.testing.assert_close(points, torch.tensor([[0.5, -1.0, -0.5, 1.0]]))
 
 
-def test_pretraining_on_generated_frames_beats_the_constant_guess_by_3x(tmp_path):
+def test_pretraining_on_generated_frames_beats_the_constant_guess_by_5x(tmp_path):
     data = write_square_episodes(tmp_path / "squares", episodes=10)
     config = PretrainConfig(
         data=(str(data),), out=str(tmp_path / "enc.pt"), steps=300, channels=8, reconstruct=8, seed=0
     )
     summary = pretrain(config, progress=False)
     baseline = constant_guess_loss(load_frames(config.data, config.held_out_fraction, config.seed))
-    # Measured (seed 0): 0.134 before, 0.0030 after; the constant guess 0.0127. The keypoints carry
-    # where the square is: 4x below what any constant frame achieves, 45x below the start.
+    # Measured (seed 0): 0.0426 before, 0.00025 after, the constant guess 0.0037: the points carry
+    # where the square is, 15x below what any constant frame achieves and 170x below the start.
     assert summary["held_out_loss_before"] / summary["held_out_loss_after"] > 20
-    assert summary["held_out_loss_after"] < baseline / 3
+    assert summary["held_out_loss_after"] < baseline / 5
     model = load_encoder_model(config.out)
     assert model.hash == summary["hash"] and model.cameras == ("front", "wrist") and model.image_size == SIZE
     assert model.info["loss_ratio"] == summary["loss_ratio"]
