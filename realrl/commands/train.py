@@ -8,6 +8,7 @@ user passed again replace their saved values (config_for_resume); the rest comes
 from __future__ import annotations
 
 import argparse
+import logging
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import replace
@@ -36,6 +37,8 @@ from learner.sources import IngestSource, learner_welcome
 from policies.encoder_files import load_encoder_model
 from policies.encoders import PRETRAINED_PREFIX
 from policies.random import RandomPolicy
+
+_log = logging.getLogger(__name__)
 
 
 def make_train_env(config: TrainConfig):
@@ -169,6 +172,12 @@ def _build_loop(
     spec = policy_spec(eval_env)
     # Before the demos are recorded: an encoder model that does not fit the task is refused at once.
     algorithm = make_algorithm(config.algorithm, config.agent, spec, device, config.seed)
+    if spec.cameras and device.type == "cpu" and not algorithm.encoder.frozen_trunk:
+        _log.warning(
+            "--agent.encoder %s trains a conv net on every batch: ~7 s per update on a 2-core CPU. On a "
+            "CPU, pretrain a frozen one (realrl encoder pretrain) and pass --agent.encoder pretrained:MODEL",
+            config.agent.encoder,
+        )
     demo_dir = None if config.env else prepare_demos(config, out, progress, stop)
     if demo_dir is not None:  # before anything trains on them
         check_manifest(
