@@ -146,7 +146,8 @@ class SACAlgorithm(nn.Module):
         self.actor_optimizer = make_adam(self.actor_params, config.actor_lr)
         self.temperature_optimizer = make_adam([self.log_alpha], config.temperature_lr)
         self.generator = torch.Generator(self.device).manual_seed(seed)
-        self.subset_generator = torch.Generator().manual_seed(seed + 2)  # CPU: target-critic subsets
+        # On the host, so drawing needs no device sync: target-critic subsets and the shifts' orders.
+        self.subset_generator = torch.Generator().manual_seed(seed + 2)
         self.nonfinite_streak = torch.zeros((), dtype=torch.long, device=self.device)
         self.nonfinite_total = torch.zeros((), dtype=torch.long, device=self.device)
         self._update_finite = torch.ones((), dtype=torch.bool, device=self.device)
@@ -205,41 +206,39 @@ class SACAlgorithm(nn.Module):
         return self.log_alpha.exp()
 
     # -- encoding ---------------------------------------------------------------------------
-    def _images(self, images: dict[str, torch.Tensor], augment: bool) -> torch.Tensor | None:
-        """uint8 {camera: (N, H, W, 3)} -> float (K, N, 3, H, W), DrQ-shifted per image if augment."""
-        if not self.cameras:
-            return None
+    def _images(self, images: dict[str, torch.Tensor]) -> torch.Tensor:
+        """uint8 {camera: (N, H, W, 3)} -> float (K, N, 3, H, W), DrQ-shifted per image."""
         stacked = stack_images(images, self.cameras)
-        if augment and self.config.image_pad:
-            stacked = random_shift(stacked, self.config.image_pad, self.generator)
+        if self.config.image_pad:
+            stacked = random_shift(stacked, self.config.image_pad, self.subset_generator)
         return stacked.reshape(len(self.cameras), -1, *stacked.shape[1:])
 
-    def _maps(self, batch: Batch) -> torch.Tensor:
-        """The batch's cached fp16 maps of obs and next_obs -> float (K, 2N, C, h, w), each frame's
-        maps shifted by up to `map_shift` cells (a frozen encoder's stand-in for DrQ's shift of the
-        frames; shifted in fp16, which halves the bytes moved)."""
-        stacked = torch.cat([m for c in self.cameras for m in (batch.maps[c], batch.next_maps[c])])
-        if self.config.map_shift:
-            stacked = random_shift(stacked, self.config.map_shift, self.generator)
-        return stacked.float().reshape(len(self.cameras), -1, *stacked.shape[1:])
+    def _maps(self, maps: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """A frozen trunk's cached fp16 maps, per camera (N, C, h, w), each frame's maps shifted by
+        up to `map_shift` cells (the stand-in for DrQ's shift of the frames; shifted in fp16, which
+        halves the bytes moved; the heads read fp16 and convert as they lay the maps out)."""
+        shift = self.config.map_shift
+        return [random_shift(maps[c], shift, self.subset_generator) for c in self.cameras]
+
+    def _encoder_inputs(self, state, images, maps) -> tuple[torch.Tensor, torch.Tensor | None, list | None]:
+        """(state, pixels, maps) for the encoder: augmented frames, or a frozen trunk's cached maps."""
+        if not self.cameras:
+            return state, None, None
+        if self.encoder.frozen_trunk:
+            return state, None, self._maps(maps)
+        return state, self._images(images), None
 
     def _encode_pair(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Online features of obs (with grad) and next_obs (detached) in one encoder pass, plus the
-        target encoder's features of next_obs. A frozen trunk's maps come cached with the batch."""
-        n = len(batch)
-        state = torch.cat([batch.state, batch.next_state])
-        pixels = maps = None
-        if self.cameras and self.encoder.frozen_trunk:
-            maps = self._maps(batch)
-        else:
-            images = {c: torch.cat([batch.images[c], batch.next_images[c]]) for c in self.cameras}
-            pixels = self._images(images, augment=True)
-        online = self.encoder(state, pixels, maps)
+        """Online features of obs (with grad) and of next_obs (without), and the target encoder's
+        features of next_obs. Only the obs pass is differentiated, so the encoder's backward covers
+        N rows, not 2N. A frozen trunk's maps come cached with the batch."""
+        obs = self._encoder_inputs(batch.state, batch.images, batch.maps)
+        next_obs = self._encoder_inputs(batch.next_state, batch.next_images, batch.next_maps)
+        features = self.encoder(*obs)
         with torch.no_grad():
-            next_pixels = None if pixels is None else pixels[:, n:]
-            next_maps = None if maps is None else maps[:, n:]
-            target = self.target_encoder(batch.next_state, next_pixels, next_maps)
-        return online[:n], online[n:].detach(), target
+            next_features = self.encoder(*next_obs)
+            next_target_features = self.target_encoder(*next_obs)
+        return features, next_features, next_target_features
 
     # -- updates ----------------------------------------------------------------------------
     def update_critic(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

@@ -70,7 +70,12 @@ def conv_strides(image_size: int, layers: int = 4) -> tuple[int, ...]:
 
 class SpatialEmbedding(nn.Module):
     """Learned spatial pooling (SERL's SpatialLearnedEmbeddings): for every channel, `num_features`
-    learned weightings over the H x W grid, summed -> (N, C * num_features)."""
+    learned weightings over the H x W grid, summed -> (N, C * num_features).
+
+    Computed channel-major, as C matmuls (N, H*W) @ (H*W, F) in one bmm over a (C, N, H*W) copy of
+    the maps (made while converting them to float32): the kernel's gradient is then C plain
+    (H*W, N) @ (N, F) products. The same einsum over the (N, C, H*W) layout took 2x longer forward
+    and backward on CPU (it transposes internally, and its backward again)."""
 
     def __init__(self, channels: int, height: int, width: int, num_features: int = 8) -> None:
         super().__init__()
@@ -79,8 +84,10 @@ class SpatialEmbedding(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         n, c, h, w = features.shape
-        pooled = torch.einsum("ncp,cpf->ncf", features.reshape(n, c, h * w), self.kernel)
-        return pooled.reshape(n, -1)
+        channel_major = torch.empty((c, n, h * w), dtype=self.kernel.dtype, device=features.device)
+        channel_major.copy_(features.reshape(n, c, h * w).transpose(0, 1))
+        pooled = torch.bmm(channel_major, self.kernel)  # (C, N, F)
+        return pooled.transpose(0, 1).reshape(n, -1)
 
 
 class FrameTrunk(nn.Module):
@@ -130,25 +137,35 @@ class ResNet18Trunk(nn.Module):
 
 
 class FrozenEncoder(nn.Module):
-    """A frozen trunk (eval mode, no gradients) + SERL's trainable head: spatial-embedding pooling ->
-    `feature_dim` -> LayerNorm -> tanh. The trunk's maps of a frame never change, so the learner's
-    replay stores them once per frame (`maps`, fp16) and the update runs only `head` on them."""
+    """A frozen trunk (eval mode, no gradients) shared by every camera, and per camera SERL's
+    trainable head: spatial-embedding pooling -> `feature_dim` -> LayerNorm -> tanh (one head per
+    camera, as SERL's per-image-key encoders: where a thing sits means something else in each
+    view). The trunk's maps of a frame never change, so the learner's replay stores them once per
+    frame (`maps`, fp16) and the update runs only the heads on them."""
 
     frozen = True
 
     def __init__(
-        self, trunk: nn.Module, image_size: int, feature_dim: int = 256, num_features: int = 8
+        self,
+        trunk: nn.Module,
+        image_size: int,
+        cameras: int,
+        feature_dim: int = 256,
+        num_features: int = 8,
     ) -> None:
         super().__init__()
         self.trunk = trunk.requires_grad_(False).eval()
         with torch.no_grad():
             self.map_shape = tuple(self.trunk(torch.zeros(1, 3, image_size, image_size)).shape[1:])
         c, h, w = self.map_shape
-        self.head = nn.Sequential(
-            SpatialEmbedding(c, h, w, num_features),
-            nn.Linear(c * num_features, feature_dim),
-            nn.LayerNorm(feature_dim),
-            nn.Tanh(),
+        self.heads = nn.ModuleList(
+            nn.Sequential(
+                SpatialEmbedding(c, h, w, num_features),
+                nn.Linear(c * num_features, feature_dim),
+                nn.LayerNorm(feature_dim),
+                nn.Tanh(),
+            )
+            for _ in range(cameras)
         )
         self.feature_dim = feature_dim
 
@@ -162,6 +179,10 @@ class FrozenEncoder(nn.Module):
         """float (N, 3, H, W) in [0, 1] -> the trunk's maps (N, C, h, w) as fp16 (what the replay
         caches: the head sees the same rounding whether it reads the cache or the live frames)."""
         return self.trunk(images).half()
+
+    def head_features(self, maps) -> torch.Tensor:
+        """Per camera k, maps[k] (N, C, h, w), any float dtype -> (N, cameras * feature_dim)."""
+        return torch.cat([head(m) for head, m in zip(self.heads, maps, strict=True)], dim=-1)
 
 
 def trunk_hash(trunk: nn.Module) -> str:
@@ -187,13 +208,13 @@ def make_image_encoder(
     if kind == "conv":
         return ConvEncoder(image_size)
     if kind == "resnet18":
-        return FrozenEncoder(ResNet18Trunk(pretrained), image_size)
+        return FrozenEncoder(ResNet18Trunk(pretrained), image_size, len(cameras))
     if kind.startswith(PRETRAINED_PREFIX):
         from policies.encoder_files import load_encoder_model
 
         model = load_encoder_model(kind[len(PRETRAINED_PREFIX) :])
         model.check_fits(tuple(cameras), image_size)
-        return FrozenEncoder(model.trunk, image_size)
+        return FrozenEncoder(model.trunk, image_size, len(cameras))
     raise ValueError(f"image encoder must be conv, resnet18 or pretrained:MODEL, got {kind!r}")
 
 
@@ -266,24 +287,30 @@ class ObservationEncoder(nn.Module):
         self, state: torch.Tensor, images: torch.Tensor | None = None, maps: torch.Tensor | None = None
     ) -> torch.Tensor:
         """state (N, S) and, for the K cameras in `self.cameras` order, either images float
-        (K, N, 3, H, W) or a frozen trunk's maps float (K, N, C, h, w)."""
+        (K, N, 3, H, W) or a frozen trunk's maps: (K, N, C, h, w), or K tensors (N, C, h, w), in
+        any float dtype (the replay's fp16 cache is read as is)."""
         state = ((state - self.state_mean) / self.state_std).clamp(-STATE_CLIP, STATE_CLIP)
         if self.image_encoder is None:
             return self.proprio(state)
-        inputs = images if maps is None else maps
-        k, n = inputs.shape[:2]
-        stacked = inputs.reshape(k * n, *inputs.shape[2:])
         if maps is None:
-            stacked = stacked.contiguous(memory_format=torch.channels_last)
-            with self._autocast(stacked.device):  # one pass, all cameras
-                if not self.frozen_trunk:
-                    features = self.image_encoder(stacked).float()
-                else:  # the maps exactly as frame_maps caches them, then the head as on the cache
-                    stacked = self.image_encoder.maps(stacked)
-        if self.frozen_trunk:
-            features = self.image_encoder.head(stacked.float())
-        features = features.reshape(k, n, -1).permute(1, 0, 2).reshape(n, -1)
-        return torch.cat([self.proprio(state), features], dim=-1)
+            maps_or_features = self._image_pass(images)
+            if not self.frozen_trunk:
+                return torch.cat([self.proprio(state), maps_or_features], dim=-1)
+            maps = maps_or_features
+        return torch.cat([self.proprio(state), self.image_encoder.head_features(maps)], dim=-1)
+
+    def _image_pass(self, images: torch.Tensor) -> torch.Tensor:
+        """float (K, N, 3, H, W) through the image trunk in one pass, all cameras: a trained encoder's
+        features (N, K * F), or a frozen trunk's fp16 maps (K, N, C, h, w) exactly as frame_maps
+        caches them (the heads then see what they see on the cache)."""
+        k, n = images.shape[:2]
+        stacked = images.reshape(k * n, *images.shape[2:]).contiguous(memory_format=torch.channels_last)
+        with self._autocast(stacked.device):
+            if self.frozen_trunk:
+                maps = self.image_encoder.maps(stacked)
+                return maps.reshape(k, n, *maps.shape[1:])
+            features = self.image_encoder(stacked).float()
+        return features.reshape(k, n, -1).permute(1, 0, 2).reshape(n, -1)
 
     @torch.no_grad()
     def fit_state_normalizer(self, states: torch.Tensor, min_std: float = 0.01) -> None:

@@ -133,15 +133,17 @@ def test_the_policy_acts_from_frames_as_the_head_sees_the_cache(model):
 
 
 def test_map_shift_moves_each_frames_maps_by_at_most_the_shift_with_a_replicated_border():
-    maps = torch.arange(2 * 4 * 4, dtype=torch.float16).reshape(2, 1, 4, 4)
+    maps = torch.arange(18 * 4 * 4, dtype=torch.float16).reshape(18, 1, 4, 4)
     shifted = random_shift(maps, 1, torch.Generator().manual_seed(0))
-    draws = torch.randint(0, 3, (2, 2), generator=torch.Generator().manual_seed(0)) - 1  # (dx, dy)
-    for i in range(2):
-        dx, dy = (int(v) for v in draws[i])
+    # Rows are dealt round-robin to the 9 offsets in the order a permutation from the generator gives.
+    order = torch.randperm(9, generator=torch.Generator().manual_seed(0))
+    for i in range(18):
+        dy, dx = (int(v) - 1 for v in divmod(int(order[i % 9]), 3))
         rows = (torch.arange(4) + dy).clamp(0, 3)
         cols = (torch.arange(4) + dx).clamp(0, 3)
         assert torch.equal(shifted[i, 0], maps[i, 0][rows][:, cols])
     assert shifted.dtype == torch.float16
+    assert sorted(order.tolist()) == list(range(9))  # the first 9 rows take every offset once
 
 
 def test_the_update_trains_the_head_on_the_cache_and_leaves_the_trunk_frozen(model):
@@ -149,7 +151,7 @@ def test_the_update_trains_the_head_on_the_cache_and_leaves_the_trunk_frozen(mod
     buffer = cached_buffer(agent)
     buffer.add_episode(episode(np.random.default_rng(4), 20))
     trunk_before = {k: v.clone() for k, v in agent.encoder.image_encoder.trunk.state_dict().items()}
-    head_before = [p.clone() for p in agent.encoder.image_encoder.head.parameters()]
+    head_before = [p.clone() for p in agent.encoder.image_encoder.heads.parameters()]
     batch = buffer.sample(8)
     assert batch.images == {}  # the update has only the maps to read
     metrics = agent.update(batch)
@@ -161,7 +163,7 @@ def test_the_update_trains_the_head_on_the_cache_and_leaves_the_trunk_frozen(mod
     )
     changed = [
         not torch.equal(a, p)
-        for a, p in zip(head_before, agent.encoder.image_encoder.head.parameters(), strict=True)
+        for a, p in zip(head_before, agent.encoder.image_encoder.heads.parameters(), strict=True)
     ]
     assert all(changed)
 
