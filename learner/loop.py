@@ -237,6 +237,26 @@ def replay_bytes(
     return capacity * per_slot
 
 
+def warn_if_replay_outgrows_memory(config: TrainConfig, bytes_per_slot: int) -> None:
+    """The buffer's pages are touched as it fills, so a pixel replay sized for 200k steps costs
+    nothing until the run gets there, and then more than the machine has (26 GB at two 128x128
+    cameras with cached maps). Say so at the start, not with an out-of-memory kill hours in."""
+    slots = min(config.buffer_capacity, int(config.steps * 1.1) + 1)  # steps + one slot per episode end
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if slots * bytes_per_slot > 0.8 * physical:
+        fits = int(0.8 * physical / bytes_per_slot)
+        _log.warning(
+            "the replay grows to %d observations (%.1f GB) in %d steps, but this machine has %.1f GB of "
+            "memory: the run would be killed near step %d. Pass --buffer-capacity %d or less",
+            slots,
+            slots * bytes_per_slot / 1e9,
+            config.steps,
+            physical / 1e9,
+            fits,
+            fits,
+        )
+
+
 def resolve_replay_device(name: str, learner: torch.device, needed_bytes: int) -> torch.device:
     if name != "auto":
         return torch.device(name)
@@ -292,6 +312,10 @@ def build_replay(
     map_shape = encoder.map_shape if frozen else None
     needed = replay_bytes(config.buffer_capacity, state_dim, action_dim, image_shapes, map_shape)
     replay_device = resolve_replay_device(config.replay_device, device, needed)
+    if replay_device.type == "cpu":
+        warn_if_replay_outgrows_memory(
+            config, replay_bytes(1, state_dim, action_dim, image_shapes, map_shape)
+        )
     buffer_args = dict(
         state_dim=state_dim,
         action_dim=action_dim,

@@ -316,3 +316,21 @@ def test_a_stop_checkpoints_and_ends_the_metrics_with_the_final_counts(tmp_path)
     rows = read_rows(tmp_path)
     assert rows[-1]["final"] and (rows[-1]["env_steps"], rows[-1]["updates"]) == (120, summary["updates"])
     assert os.readlink(tmp_path / "checkpoints" / "latest") == "step_000000120"
+
+
+def test_a_replay_that_would_outgrow_the_machines_memory_is_named_at_the_start(caplog):
+    from learner.loop import warn_if_replay_outgrows_memory
+
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    per_slot = 131_000  # two 128x128 frames and their cached maps
+    big = replace(tiny_config(10), steps=10**9, buffer_capacity=10**9)
+    with caplog.at_level("WARNING", logger="learner.loop"):
+        warn_if_replay_outgrows_memory(big, per_slot)
+    fits = int(0.8 * physical / per_slot)
+    assert f"killed near step {fits}" in caplog.text and f"--buffer-capacity {fits} or less" in caplog.text
+    caplog.clear()
+    # A long run with a ring small enough, or a short run with a big ring, never fills it: no warning.
+    for config in (replace(big, buffer_capacity=fits // 2), replace(big, steps=fits // 2)):
+        with caplog.at_level("WARNING", logger="learner.loop"):
+            warn_if_replay_outgrows_memory(config, per_slot)
+        assert caplog.text == ""
