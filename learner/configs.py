@@ -51,11 +51,13 @@ class SACConfig:
     """Lower clip of the actor's log standard deviation."""
     log_std_max: float = 2.0
     """Upper clip of the actor's log standard deviation."""
-    encoder: str = "conv"
+    encoder: str = "auto"
     """Image encoder (pixels mode): conv (trained by the critic, DrQ shift: the GPU choice),
-    resnet18 (frozen ImageNet ResNet-18) or pretrained:MODEL (a frozen trunk from `realrl encoder
-    pretrain`: the CPU choice). A frozen trunk's maps are computed once per frame and cached in the
-    replay (fp16); the update trains SERL's head on them (spatial pooling -> 256 -> LayerNorm -> tanh)."""
+    resnet18 (frozen ImageNet ResNet-18), pretrained:MODEL (a frozen trunk from `realrl encoder
+    pretrain`: the CPU choice) or auto: conv on a GPU; on a CPU, a trunk pretrained first on this
+    run's own frames (its demos and as many noisy scripted rollouts) into <out>/encoder.pt. A frozen
+    trunk's maps are computed once per frame and cached in the replay (fp16); the update trains
+    SERL's head per camera on them (spatial pooling -> 256 -> LayerNorm -> tanh)."""
     encoder_hash: str | None = None
     """Content hash of the pretrained:MODEL trunk: filled in when a run starts, then checked on
     --resume and by every actor (give it to insist on one model)."""
@@ -162,10 +164,12 @@ class TrainConfig:
 
     def check(self) -> None:
         encoder = self.agent.encoder
-        if encoder not in ("conv", "resnet18") and not (
+        if encoder not in ("auto", "conv", "resnet18") and not (
             encoder.startswith("pretrained:") and len(encoder) > len("pretrained:")
         ):
-            raise ValueError(f"--agent.encoder must be conv, resnet18 or pretrained:MODEL, got {encoder!r}")
+            raise ValueError(
+                f"--agent.encoder must be auto, conv, resnet18 or pretrained:MODEL, got {encoder!r}"
+            )
         if self.agent.log_std_min >= self.agent.log_std_max:
             raise ValueError(
                 f"--agent.log-std-min ({self.agent.log_std_min}) must be below --agent.log-std-max "

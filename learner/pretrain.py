@@ -9,6 +9,7 @@ random-weight baseline."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -136,9 +137,12 @@ def held_out_loss(model: SpatialAutoencoder, frames: dict[str, torch.Tensor], ch
     return total / count
 
 
-def pretrain(config: PretrainConfig, progress: bool = True) -> dict[str, Any]:
+def pretrain(
+    config: PretrainConfig, progress: bool = True, stop: threading.Event | None = None
+) -> dict[str, Any]:
     """Train a FrameTrunk on the frames of `config.data` and write it to `config.out`; returns the
-    summary (also saved in the model file): held-out loss before and after, and the model's hash."""
+    summary (also saved in the model file): held-out loss before and after, and the model's hash.
+    `stop` set (a signal) ends it early with nothing written: the summary says `stopped`."""
     torch.manual_seed(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -151,6 +155,9 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> dict[str, Any]:
     loss_before = held_out_loss(model, frames.held_out)
     bar = progress_bar(total=config.steps, unit="step", desc="pretrain", disable=not progress)
     for _ in range(config.steps):
+        if stop is not None and stop.is_set():
+            bar.close()
+            return {"out": None, "stopped": True, "steps_done": bar.n}
         rows = torch.randint(count, (config.batch_size,), generator=generator)
         loss = model.loss({c: f[rows] for c, f in frames.train.items()})
         optimizer.zero_grad(set_to_none=True)

@@ -215,10 +215,16 @@ def make_image_encoder(
         model = load_encoder_model(kind[len(PRETRAINED_PREFIX) :])
         model.check_fits(tuple(cameras), image_size)
         return FrozenEncoder(model.trunk, image_size, len(cameras))
+    if kind == AUTO_ENCODER:
+        raise ValueError(
+            "image encoder auto is made concrete by the run that trains it (conv on a GPU, a frozen "
+            "trunk pretrained on the run's frames on a CPU); a policy needs the concrete one"
+        )
     raise ValueError(f"image encoder must be conv, resnet18 or pretrained:MODEL, got {kind!r}")
 
 
 PRETRAINED_PREFIX = "pretrained:"
+AUTO_ENCODER = "auto"
 
 
 class ObservationEncoder(nn.Module):

@@ -18,7 +18,7 @@ from actors.evaluation import Evaluator
 from actors.local import LocalActor
 from actors.specs import image_shapes, obs_spec, policy_spec
 from envs import DiscreteGripper, make_env, make_gymnasium_env, resolve_task_id
-from formats.config import add_dataclass_arguments
+from formats.config import add_dataclass_arguments, save_config
 from formats.episodes import MANIFEST, check_manifest, read_manifest
 from formats.files import DirectoryLock
 from learner.algorithms import ALGORITHMS, make_algorithm
@@ -35,7 +35,7 @@ from learner.loop import (
 )
 from learner.sources import IngestSource, learner_welcome
 from policies.encoder_files import load_encoder_model
-from policies.encoders import PRETRAINED_PREFIX
+from policies.encoders import AUTO_ENCODER, PRETRAINED_PREFIX
 from policies.random import RandomPolicy
 
 _log = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ def config_for_resume(config: TrainConfig, out: str | Path, given: Collection[st
     """What a --resume command line asks for: the run's saved config, with the fields the user passed
     (`given`, e.g. from given_fields) taken from `config`, the command line's."""
     out = Path(out)
+    if config.agent.encoder == AUTO_ENCODER:  # the run saved what auto became: the same request
+        given = [name for name in given if name != "agent.encoder"]
     return with_fields(saved_config(out), config, given, out / "config.json")[0]
 
 
@@ -105,6 +107,76 @@ def prepare_demos(
         progress=progress,
         stop=stop,  # a stop request ends the recording after its episode; a resume tops it up
     )
+    return directory
+
+
+ENCODER_FILE = "encoder.pt"
+EXPLORE_NOISE = 0.5
+"""Std of the scripted expert's action noise in the exploration rollouts an auto encoder pretrains
+on: arm and object poses the clean demos never show (PickCube's expert still succeeds 80% of the
+time at 0.5, so the frames also hold grasps and lifts)."""
+
+
+def with_auto_encoder(
+    config: TrainConfig,
+    out: Path,
+    device,
+    demo_dir: Path | None,
+    progress: bool,
+    stop: threading.Event | None,
+) -> TrainConfig:
+    """--agent.encoder auto made concrete: conv (trained by the critic) on a GPU, or for a
+    gymnasium env (no scripted expert to roll out); on a CPU, a frozen trunk pretrained on this
+    run's own frames, `realrl encoder pretrain`'s recipe: the demos and as many noisy scripted
+    rollouts (<out>/explore), written to <out>/encoder.pt. The file is written atomically, so one
+    that exists is whole: a run resumed after a stop reuses it. `demo_dir`: the run's checked demos."""
+    if device.type == "cuda" or demo_dir is None or config.env is not None:
+        return replace(config, agent=replace(config.agent, encoder="conv"))
+    model = out / ENCODER_FILE
+    if not model.exists():
+        from learner.configs import PretrainConfig
+        from learner.pretrain import pretrain
+
+        data = (str(demo_dir), str(prepare_exploration(config, out, progress, stop)))
+        pretrain_config = PretrainConfig(data, str(model), seed=config.seed, threads=config.threads)
+        summary = pretrain(pretrain_config, progress, stop)
+        if summary.get("stopped"):
+            raise ValueError(
+                f"stopped while pretraining the run's encoder ({model} not written): run the same "
+                "command with --resume to start over from its recorded frames"
+            )
+        _log.info(
+            "--agent.encoder auto: pretrained %s on %d frames (held-out loss %.4f -> %.4f)",
+            model,
+            summary["train_frames"],
+            summary["held_out_loss_before"],
+            summary["held_out_loss_after"],
+        )
+    agent = replace(config.agent, encoder=f"{PRETRAINED_PREFIX}{model}", encoder_hash=None)
+    return with_encoder_identity(replace(config, agent=agent))
+
+
+def prepare_exploration(
+    config: TrainConfig, out: Path, progress: bool, stop: threading.Event | None = None
+) -> Path:
+    """<out>/explore: `demo_episodes` rollouts of the scripted expert with EXPLORE_NOISE, failures
+    kept (an auto encoder's pretraining frames); a stopped recording is topped up, as demos are."""
+    directory = out / "explore"
+    have = len(read_manifest(directory)["episodes"]) if (directory / MANIFEST).exists() else 0
+    if have < config.demo_episodes and not (stop is not None and stop.is_set()):
+        from actors.demos import record_scripted
+
+        record_scripted(
+            config.task,
+            config.demo_episodes - have,
+            directory,
+            seed=20_000 + config.seed,
+            noise=EXPLORE_NOISE,
+            obs_mode=config.obs,
+            image_size=config.image_size,
+            progress=progress,
+            stop=stop,
+        )
     return directory
 
 
@@ -170,23 +242,7 @@ def _build_loop(
     seed_everything(config.seed)
     device = resolve_device(config.device)
     spec = policy_spec(eval_env)
-    # Before the demos are recorded: an encoder model that does not fit the task is refused at once.
-    algorithm = make_algorithm(config.algorithm, config.agent, spec, device, config.seed)
-    if spec.cameras and device.type == "cpu" and not algorithm.encoder.frozen_trunk:
-        _log.warning(
-            "--agent.encoder %s trains a conv net on every batch: ~7 s per update on a 2-core CPU. On a "
-            "CPU, pretrain a frozen one (realrl encoder pretrain) and pass --agent.encoder pretrained:MODEL",
-            config.agent.encoder,
-        )
-    demo_dir = None if config.env else prepare_demos(config, out, progress, stop)
-    if demo_dir is not None:  # before anything trains on them
-        check_manifest(
-            read_manifest(demo_dir),
-            demo_dir,
-            task=config.task,
-            obs_spec=obs_spec(eval_env),
-            action_dim=spec.action_dim,
-        )
+    config, demo_dir, algorithm = _demos_and_algorithm(config, out, eval_env, device, progress, stop)
     replay = build_replay(
         config,
         spec.state_dim,
@@ -211,6 +267,39 @@ def _build_loop(
     return TrainingLoop(
         config, out, algorithm, replay, source, evaluate, resume=resume, progress=progress, lock=lock
     )
+
+
+def _demos_and_algorithm(config: TrainConfig, out: Path, eval_env, device, progress: bool, stop):
+    """The run's checked demos and its algorithm; with --agent.encoder auto, the config with the
+    concrete encoder it got (saved). An encoder model that does not fit the task is refused before
+    the demos are recorded; an auto one is pretrained after, on them."""
+    spec = policy_spec(eval_env)
+    auto_encoder = bool(spec.cameras) and config.agent.encoder == AUTO_ENCODER
+    algorithm = (
+        None if auto_encoder else make_algorithm(config.algorithm, config.agent, spec, device, config.seed)
+    )
+    demo_dir = None if config.env else prepare_demos(config, out, progress, stop)
+    if demo_dir is not None:  # before anything trains on them
+        check_manifest(
+            read_manifest(demo_dir),
+            demo_dir,
+            task=config.task,
+            obs_spec=obs_spec(eval_env),
+            action_dim=spec.action_dim,
+        )
+    if auto_encoder:
+        config = with_auto_encoder(config, out, device, demo_dir, progress, stop)
+        save_config(config, out / "config.json")  # the concrete encoder: what a resume and actors load
+        seed_everything(config.seed)
+        algorithm = make_algorithm(config.algorithm, config.agent, spec, device, config.seed)
+    if spec.cameras and device.type == "cpu" and not algorithm.encoder.frozen_trunk:
+        _log.warning(
+            "--agent.encoder %s trains a conv net on every batch: ~7 s per update on a 2-core CPU. On a "
+            "CPU, leave --agent.encoder at auto (a frozen trunk pretrained on the run's frames) or pass "
+            "--agent.encoder pretrained:MODEL (realrl encoder pretrain)",
+            config.agent.encoder,
+        )
+    return config, demo_dir, algorithm
 
 
 def train(

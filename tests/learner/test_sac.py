@@ -43,7 +43,7 @@ def random_batch(n=32, state_dim=6, action_dim=3, cameras=(), size=24, seed=0) -
 
 
 def small_config(**overrides) -> SACConfig:
-    return SACConfig(hidden=(32, 32), critics=4, **overrides)
+    return SACConfig(hidden=(32, 32), critics=4, **{"encoder": "conv", **overrides})
 
 
 # -- losses against hand-computed numbers ---------------------------------------------------------
@@ -304,7 +304,7 @@ def test_policy_weights_over_the_wire_make_an_actor_side_agent_act_identically(c
         assert (actor.act(obs, deterministic=True) == learner.policy.act(obs, deterministic=True)).all()
     with pytest.raises(ValueError, match="missing"):
         actor.load_weights({k: v for k, v in tensors.items() if not k.startswith("actor.")})
-    wider = make_sac(SACConfig(hidden=(64, 64), critics=4), 6, 3, cameras=cameras, image_size=24)
+    wider = make_sac(small_config(hidden=(64, 64)), 6, 3, cameras=cameras, image_size=24)
     with pytest.raises(ValueError, match="shape"):
         wider.policy.load_weights(tensors)
 

@@ -15,7 +15,8 @@ PIXELS = PolicySpec(state_dim=5, action_dim=4, cameras=("front", "wrist"), image
 
 @pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
 def test_every_algorithm_policy_is_rebuilt_from_its_description(algorithm):
-    trained = ALGORITHMS[algorithm](SACConfig(hidden=(16, 16), critics=2), PIXELS, seed=3).policy
+    config = SACConfig(hidden=(16, 16), critics=2, encoder="conv")
+    trained = ALGORITHMS[algorithm](config, PIXELS, seed=3).policy
     rebuilt = build_policy(trained.describe())  # JSON-able: it travels in the learner's welcome
     assert type(rebuilt) is type(trained) and rebuilt.spec == PIXELS
     assert rebuilt.config.pretrained_encoder is False  # pushed weights replace every parameter
