@@ -43,7 +43,7 @@ def random_batch(n=32, state_dim=6, action_dim=3, cameras=(), size=24, seed=0) -
 
 
 def small_config(**overrides) -> SACConfig:
-    return SACConfig(hidden=(32, 32), critics=4, **{"encoder": "conv", **overrides})
+    return SACConfig(**{"hidden": (32, 32), "critics": 4, "encoder": "conv", **overrides})
 
 
 # -- losses against hand-computed numbers ---------------------------------------------------------
