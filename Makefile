@@ -30,13 +30,11 @@ demo: install  ## (re)creates runs/demo: pixel demos + contact sheet, then PickC
 DEMO_PIXELS_STEPS ?= 10000
 PIXELS := runs/demo-pixels
 
-demo-pixels: install  ## (re)creates runs/demo-pixels: PickCube from two 128x128 cameras on the CPU recipe (demos + exploration frames -> pretrained frozen encoder -> train)
+demo-pixels: install  ## (re)creates runs/demo-pixels: PickCube from two 128x128 cameras, a learner and 2 actor processes, on the CPU recipe (--agent.encoder auto: demos + noisy rollouts -> a pretrained frozen encoder -> train)
 	rm -rf $(PIXELS)
-	$(BIN)/realrl demos record --task PickCube --episodes 20 --obs pixels --successes-only --out $(PIXELS)/demos
-	$(BIN)/realrl demos record --task PickCube --episodes 20 --obs pixels --noise 0.5 --seed 500 --out $(PIXELS)/explore
-	$(BIN)/realrl encoder pretrain --data $(PIXELS)/demos $(PIXELS)/explore --out $(PIXELS)/encoder.pt
-	$(BIN)/realrl train --task PickCube --obs pixels --agent.encoder pretrained:$(PIXELS)/encoder.pt --demos $(PIXELS)/demos --steps $(DEMO_PIXELS_STEPS) --eval-every 1000 --out $(PIXELS)/train
-	@echo "learning curve: $(PIXELS)/train/learning_curve.png"
+	$(BIN)/realrl train --task PickCube --obs pixels --actors 2 --steps $(DEMO_PIXELS_STEPS) --eval-every 1000 --out $(PIXELS)
+	$(BIN)/realrl demos sheet $(PIXELS)/demos --out $(PIXELS)/contact_sheet.png
+	@echo "learning curve: $(PIXELS)/learning_curve.png  (the run's own encoder: $(PIXELS)/encoder.pt)"
 
 test: install  ## lint and run the whole test suite
 	$(BIN)/ruff check .

@@ -28,9 +28,10 @@ class LearnerShapes:
 
     obs: Literal["state", "pixels"] = "state"
     """Observation mode."""
-    encoder: Literal["conv", "resnet18", "pretrained"] = "conv"
-    """Image encoder (pixels): conv (trained by the critic), resnet18 (frozen) or pretrained (realrl's
-    frozen frame trunk, cached per frame; random weights, the same cost; realrl only)."""
+    encoder: Literal["auto", "conv", "resnet18", "pretrained"] = "auto"
+    """Image encoder (pixels): conv (trained by the critic), resnet18 (frozen), pretrained (realrl's
+    frozen frame trunk, cached per frame; random weights, the same cost; realrl only) or auto, what
+    `realrl train` ships: conv on a GPU, pretrained on a CPU."""
     critics: int = field(default=10, metadata={"min": 1})
     """Critic ensemble size."""
     batch: int = field(default=256, metadata={"min": 1})

@@ -78,7 +78,7 @@ def filled_sampler(
 
 def run(
     obs: str = "state",
-    encoder: str = "conv",
+    encoder: str = "auto",
     critics: int = 10,
     batch: int = 256,
     image_size: int = 128,
@@ -105,6 +105,8 @@ def run(
     if torch_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(torch_device)
     spec = PolicySpec(state_dim, action_dim, tuple(f"cam{i}" for i in range(cameras)), image_size)
+    if encoder == "auto":  # as `realrl train` resolves it
+        encoder = "conv" if torch_device.type == "cuda" else "pretrained"
     with tempfile.TemporaryDirectory() as scratch:
         if encoder == "pretrained" and obs == "pixels":  # random weights: the same architecture and cost
             model = Path(scratch) / "trunk.pt"
