@@ -220,7 +220,9 @@ class SACAlgorithm(nn.Module):
         shift = self.config.map_shift
         return [random_shift(maps[c], shift, self.subset_generator) for c in self.cameras]
 
-    def _encoder_inputs(self, state, images, maps) -> tuple[torch.Tensor, torch.Tensor | None, list | None]:
+    def _encoder_inputs(
+        self, state: torch.Tensor, images: dict[str, torch.Tensor], maps: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor] | None]:
         """(state, pixels, maps) for the encoder: augmented frames, or a frozen trunk's cached maps."""
         if not self.cameras:
             return state, None, None

@@ -180,7 +180,7 @@ class FrozenEncoder(nn.Module):
         caches: the head sees the same rounding whether it reads the cache or the live frames)."""
         return self.trunk(images).half()
 
-    def head_features(self, maps) -> torch.Tensor:
+    def head_features(self, maps: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """Per camera k, maps[k] (N, C, h, w), any float dtype -> (N, cameras * feature_dim)."""
         return torch.cat([head(m) for head, m in zip(self.heads, maps, strict=True)], dim=-1)
 
@@ -290,7 +290,10 @@ class ObservationEncoder(nn.Module):
         return {c: maps[i * n : (i + 1) * n].contiguous() for i, c in enumerate(self.cameras)}
 
     def forward(
-        self, state: torch.Tensor, images: torch.Tensor | None = None, maps: torch.Tensor | None = None
+        self,
+        state: torch.Tensor,
+        images: torch.Tensor | None = None,
+        maps: torch.Tensor | Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """state (N, S) and, for the K cameras in `self.cameras` order, either images float
         (K, N, 3, H, W) or a frozen trunk's maps: (K, N, C, h, w), or K tensors (N, C, h, w), in
