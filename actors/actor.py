@@ -161,11 +161,12 @@ class Actor:
         the first push arrives; uniform random actions for the learner's `random_steps` first."""
         import torch
 
-        from policies import build_policy
+        from policies import build_policy, with_encoder_model
         from policies.random import RandomPolicy
 
         torch.set_num_threads(self.config.threads)
-        self.policy = build_policy(welcome["policy"], device="cpu", seed=self.config.seed)
+        description = with_encoder_model(welcome["policy"], self.config.encoder_model)
+        self.policy = build_policy(description, device="cpu", seed=self.config.seed)
         self.policy.spec.check(policy_spec(self.env), "the learner's policy does not fit this env")
         if self.policy.discrete_gripper:
             self.env = DiscreteGripper(self.env)

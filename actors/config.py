@@ -77,6 +77,10 @@ class ActorConfig:
     train --actors N` passes its own, so its actors do not outlive it (0: no such check)."""
     threads: int = field(default=1, metadata={"min": 1})
     """Torch CPU threads for the policy (the robot PC has other work)."""
+    encoder_model: str | None = field(default=None, metadata={"path": "existing_file"})
+    """This machine's copy of the run's frozen encoder model (a run with --agent.encoder
+    pretrained:MODEL, or auto on a CPU learner: <out>/encoder.pt), for when it is not at the path the
+    learner names; refused unless its weights hash to the run's encoder. none: the learner's path."""
     curve_secret: str | None = field(default=None, metadata={"path": "existing_file"})
     """This actor's NAME.key_secret (from `realrl keys generate`): encrypt; needs --learner-key."""
     learner_key: str | None = field(default=None, metadata={"path": "existing_file"})

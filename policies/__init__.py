@@ -3,6 +3,6 @@ policies themselves (RLPD's tanh-Gaussian SAC policy, HIL-SERL's hybrid gripper 
 random). Loadable without critics or optimisers; imports only torch and the shared formats."""
 
 from policies.base import Policy, PolicySpec
-from policies.registry import POLICIES, build_policy, register_policy
+from policies.registry import POLICIES, build_policy, register_policy, with_encoder_model
 
-__all__ = ["POLICIES", "Policy", "PolicySpec", "build_policy", "register_policy"]
+__all__ = ["POLICIES", "Policy", "PolicySpec", "build_policy", "register_policy", "with_encoder_model"]

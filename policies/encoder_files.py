@@ -61,7 +61,10 @@ def load_encoder_model(path: str | Path) -> EncoderModel:
     to the identity it was saved with (a corrupt or edited file is refused)."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"encoder model {path}: no such file (write one with `realrl encoder pretrain`)")
+        raise ValueError(
+            f"encoder model {path}: no such file (write one with `realrl encoder pretrain`; an actor on "
+            "another machine than the learner's: copy the run's model here and pass --encoder-model)"
+        )
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
         meta = json.loads(data["meta"])

@@ -7,8 +7,11 @@ import torch
 
 from learner.algorithms import ALGORITHMS
 from learner.configs import SACConfig
-from policies import POLICIES, PolicySpec, build_policy
+from policies import POLICIES, PolicySpec, build_policy, with_encoder_model
+from policies.encoder_files import save_encoder_model
+from policies.encoders import FrameTrunk, trunk_hash
 from policies.random import RandomPolicy
+from policies.sac import GaussianPolicy
 
 PIXELS = PolicySpec(state_dim=5, action_dim=4, cameras=("front", "wrist"), image_size=24)
 
@@ -56,3 +59,24 @@ def test_random_policy_is_uniform_in_bounds_and_seeded():
     first = RandomPolicy(spec, seed=7).act({"state": np.zeros(1)})
     assert np.array_equal(first, RandomPolicy(spec, seed=7).act({"state": np.zeros(1)}))
     assert RandomPolicy(spec).state_dict() == {}  # nothing to push
+
+
+def test_an_actor_reads_the_runs_encoder_model_from_its_own_copy_checked_by_hash(tmp_path):
+    torch.manual_seed(0)
+    learners = tmp_path / "learner" / "encoder.pt"  # the path the learner's run names
+    digest = save_encoder_model(learners, FrameTrunk(24, 8), PIXELS.cameras, {})
+    config = SACConfig(hidden=(16,), critics=2, encoder=f"pretrained:{learners}", encoder_hash=digest)
+    description = ALGORITHMS["sac"](config, PIXELS, seed=3).policy.describe()
+    copy = tmp_path / "robot-pc" / "encoder.pt"
+    copy.parent.mkdir()
+    copy.write_bytes(learners.read_bytes())
+    learners.unlink()  # the actor's machine does not have the learner's path
+    with pytest.raises(ValueError, match="no such file .*pass --encoder-model"):
+        build_policy(description)
+    assert with_encoder_model(description, None) is description
+    policy = build_policy(with_encoder_model(description, str(copy)))
+    assert isinstance(policy, GaussianPolicy) and trunk_hash(policy.encoder.image_encoder.trunk) == digest
+    # Another model at that path is refused, naming both hashes.
+    save_encoder_model(copy, FrameTrunk(24, 8), PIXELS.cameras, {})
+    with pytest.raises(ValueError, match=f"but this run's encoder is {digest}"):
+        build_policy(with_encoder_model(description, str(copy)))
