@@ -46,6 +46,9 @@ def test_train_from_pixels_with_two_actor_processes_and_a_pretrained_encoder(tmp
 def test_an_actor_whose_model_file_differs_is_refused_naming_both_hashes(processes, tmp_path):
     model = tmp_path / "encoder.pt"
     learner_hash = model_file(model, 0)
+    copy = tmp_path / "robot-pc" / "encoder.pt"  # the robot PC's copy of the learner's model
+    copy.parent.mkdir()
+    copy.write_bytes(model.read_bytes())
     learner = processes.learner(
         "learner", tmp_path / "run", *PIXELS, "--agent.encoder", f"pretrained:{model}"
     )
@@ -57,4 +60,10 @@ def test_an_actor_whose_model_file_differs_is_refused_naming_both_hashes(process
     final = json.loads(stdout.decode().splitlines()[-1])
     assert final["steps_recorded"] == 0
     assert f"hash to {actor_hash}, but this run's encoder is {learner_hash}" in final["error"]
+    # Pointed at its own copy of the run's model, an actor gets in and its steps are stored.
+    actor = processes.actor("actor-2", endpoint, *PIXELS, "--encoder-model", str(copy), "--max-steps", "30")
+    stdout, _ = actor.communicate(timeout=HANG_S)
+    final = json.loads(stdout.decode().splitlines()[-1])
+    assert actor.returncode == 0, final
+    assert final["steps_recorded"] == final["steps_acked"] == 30
     processes.stop(learner)
