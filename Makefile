@@ -28,11 +28,14 @@ demo: install  ## (re)creates runs/demo: pixel demos + contact sheet, then PickC
 	@echo "actor logs and final lines: runs/demo/train/actors/"
 
 DEMO_PIXELS_STEPS ?= 10000
+# Each actor's control rate: a CPU learner on one thread makes ~6 pixel updates/s, so two actors at
+# 3 Hz keep about one update per env step (at the real robot's 10 Hz they would outrun it 3x).
+DEMO_PIXELS_HZ ?= 3
 PIXELS := runs/demo-pixels
 
 demo-pixels: install  ## (re)creates runs/demo-pixels: PickCube from two 128x128 cameras, a learner and 2 actor processes, on the CPU recipe (--agent.encoder auto: demos + noisy rollouts -> a pretrained frozen encoder -> train)
 	rm -rf $(PIXELS)
-	$(BIN)/realrl train --task PickCube --obs pixels --actors 2 --steps $(DEMO_PIXELS_STEPS) --eval-every 1000 --out $(PIXELS)
+	$(BIN)/realrl train --task PickCube --obs pixels --actors 2 --actor-hz $(DEMO_PIXELS_HZ) --steps $(DEMO_PIXELS_STEPS) --eval-every 1000 --out $(PIXELS)
 	$(BIN)/realrl demos sheet $(PIXELS)/demos --out $(PIXELS)/contact_sheet.png
 	@echo "learning curve: $(PIXELS)/learning_curve.png  (the run's own encoder: $(PIXELS)/encoder.pt)"
 

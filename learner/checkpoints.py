@@ -1,4 +1,5 @@
-"""Checkpoint directories of a run: checkpoints/step_<env steps>/ holds state.pt (weights,
+"""Checkpoint directories of a run: checkpoints/step_<env steps>/ (step_<env steps>-u<updates>/
+for a later one at the same env step, made after more updates) holds state.pt (weights,
 optimisers, random streams, replay and step-source state) and counters.json (small, read by pruning
 and resume without loading state.pt); `latest` is a symlink to the newest. Every write is atomic:
 a crash leaves the previous checkpoint or the new one, never half of one."""
@@ -33,6 +34,8 @@ class Checkpoints:
         and the counters of the oldest checkpoint still kept (what pruned logs must still hold)."""
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"step_{env_steps:09d}"
+        if (self.root / name).exists():  # more updates at the same env step (a finish's owed ones):
+            name += f"-u{counters['updates']:09d}"  # a new name, sorted after it, so `latest` never dangles
         tmp = self.root / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()

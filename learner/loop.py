@@ -50,6 +50,11 @@ _log = logging.getLogger(__name__)
 Evaluate = Callable[[Policy], dict[str, Any]]  # policy -> {"success_rate", "eval_return", ...}
 
 
+OWED_UPDATES_BAR = 100
+"""Updates still owed when the last step arrives from which the finish shows a bar (fewer: a
+learner that kept up, a moment's work)."""
+
+
 class TrainingError(RuntimeError):
     """Training stopped on purpose (non-finite losses, bad data)."""
 
@@ -363,7 +368,10 @@ class TrainingLoop:
         self.start_wall = time.monotonic()
         self._update_clock = (self.start_wall, 0)  # (time, updates) at the last training row
         self._metrics: dict[str, torch.Tensor] = {}  # of the newest learn step (read when logging)
-        self._checkpointed_at = self._evaluated_at = -1
+        # (env steps, updates) of the newest checkpoint and eval: a finish's owed updates come after
+        # the last env step, and a checkpoint or eval without them is not the run's last.
+        self._checkpointed_at: tuple[int, int] | None = None
+        self._evaluated_at: tuple[int, int] | None = None
         self._normalizer_checked = False
         self._nonfinite_logged = 0
         resume_at = None
@@ -412,7 +420,7 @@ class TrainingLoop:
         )
         try:
             finished = self._train(stop)
-            self._finish(finished)
+            self._finish(finished, stop)
         except BaseException:
             self.source.stop()  # actors keep their unacked steps and wait for a restart
             self.source.close(finished=False)
@@ -452,11 +460,16 @@ class TrainingLoop:
             self._bar.update(self.env_steps - self._bar.n)
             if self.env_steps >= c.steps:
                 return True  # _finish tells the source first, then makes the updates still owed
+            arrived = self.env_steps
             for _ in range(self._learn_steps_owed()):
                 if stop.is_set() or self.env_steps >= c.steps:  # a signal, or the last steps arrived
                     break
+                if self._mark_reached_since(arrived):  # actors that outrun the learner: rows, evals
+                    break  # and checkpoints stay on their marks, the updates owed come after them
                 self._metrics = self.learn_step()
                 self.source.after_update(self.algorithm.policy, self.updates)
+            if self.env_steps >= c.steps:  # the last steps arrived while learning: the rows, eval
+                return True  # and checkpoint due now come after the updates they are still owed
             self._run_cadences()
         return False
 
@@ -474,28 +487,53 @@ class TrainingLoop:
             marks["checkpoint"] = self._next_mark(c.checkpoint_every)
             self.save_checkpoint()
 
-    def _finish(self, finished: bool) -> None:
+    def _mark_reached_since(self, steps: int) -> bool:
+        """Steps that arrived after `steps` (while the learner was updating) reached a cadence's mark."""
+        return any(steps < mark <= self.env_steps for mark in self._marks.values())
+
+    def _counts(self) -> tuple[int, int]:
+        return self.env_steps, self.updates
+
+    def _finish(self, finished: bool, stop: threading.Event) -> None:
         """Finished: tell the source (actors stop and deliver their last steps), make the updates
-        still owed, then the due rows and a final eval. Stopped: stop the source at once. Either way:
-        checkpoint and a final row with the final counts."""
+        still owed, then the due rows and a final eval (a stop meanwhile skips them: a --resume makes
+        the rest). Stopped: stop the source at once. Either way: checkpoint and a final row with the
+        final counts."""
         if finished:
             self.source.finish()
-            while self.owed_updates():
-                self._metrics = self.learn_step()
-            self._run_cadences()
-            if self._evaluated_at != self.env_steps:
-                self._evaluate()
+            if self._pay_owed_updates(stop):
+                self._run_cadences()
+                if self._evaluated_at != self._counts():
+                    self._evaluate()
         else:
             self.source.stop()
-            if self.env_steps == 0 and self._checkpointed_at < 0:
+            if self.env_steps == 0 and self._checkpointed_at is None:
                 # Stopped before its first step (say while recording its demos): no checkpoint and
                 # no row, so a --resume sets the run up again from scratch, demos topped up.
                 self.source.close(finished)
                 return
-        if self._checkpointed_at != self.env_steps:
+        if self._checkpointed_at != self._counts():
             self.save_checkpoint()
         self.metrics.write({**self.counters(), **self.source.row_metrics(self._elapsed()), "final": True})
         self.source.close(finished)
+
+    def _pay_owed_updates(self, stop: threading.Event) -> bool:
+        """The updates the last steps are still owed; False if `stop` came first. Actors that outran
+        the learner (pixels on a CPU) can leave thousands, minutes of work: a bar shows them."""
+        owed = self.owed_updates()
+        shown = self.progress and owed >= OWED_UPDATES_BAR
+        bar = progress_bar(total=owed, unit="update", desc="updates owed", disable=not shown)
+        while self.owed_updates() and not stop.is_set():
+            self._metrics = self.learn_step()
+            bar.update(min(self.ratio, bar.total - bar.n))
+        bar.close()
+        if self.owed_updates():
+            _log.warning(
+                "stopped with %d updates still owed to the last env steps: --resume makes them",
+                self.owed_updates(),
+            )
+            return False
+        return True
 
     def _cadences(self) -> dict[str, int]:
         c = self.config
@@ -553,7 +591,7 @@ class TrainingLoop:
 
     def _evaluate(self) -> None:
         row = {**self.counters(), **self.evaluate(self.algorithm.policy)}
-        self._evaluated_at = self.env_steps
+        self._evaluated_at = self._counts()
         self.metrics.write(row)
         self.metrics.plot()
         self._bar.set_postfix(success=row["success_rate"], eval_return=f"{row['eval_return']:.1f}")
@@ -592,7 +630,7 @@ class TrainingLoop:
         # Drop log data that not even the oldest kept checkpoint needs.
         self.replay.log.prune(self.replay.online.capacity, keep_from=oldest["replay_log_end"])
         self.source.prune(oldest)
-        self._checkpointed_at = self.env_steps
+        self._checkpointed_at = self._counts()
         return path
 
     def _restore(self) -> int:
@@ -620,5 +658,5 @@ class TrainingLoop:
         self.updates = counters["updates"]
         self.start_wall -= counters["wall_s"]
         self.source.restore(state["source"], counters)
-        self._checkpointed_at = counters["env_steps"]
+        self._checkpointed_at = (counters["env_steps"], counters["updates"])
         return counters["env_steps"]

@@ -31,7 +31,9 @@ class MetricsWriter:
         self.path = out / "metrics.jsonl"
         self.rows: list[dict] = []
         if resume_at is not None:
-            self.rows = [r for r in read_rows(self.path) if r["env_steps"] <= resume_at]
+            # A stopped run's final row is not final once it resumes: it writes its own.
+            rows = read_rows(self.path)
+            self.rows = [r for r in rows if r["env_steps"] <= resume_at and not r.get("final")]
             with open(self.path, "w") as f:  # drop rows logged after the checkpoint
                 f.writelines(json.dumps(r) + "\n" for r in self.rows)
         self._file = open(self.path, "a")  # noqa: SIM115 (open for the whole run, closed in close())

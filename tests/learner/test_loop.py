@@ -201,12 +201,15 @@ class BurstSource:
     def collect(self, limit, wait):
         assert not self.finished, "no steps after finish()"
         self.calls += 1
-        for _ in range(self.burst):
+        self.arrive(self.burst)
+        if self.stop_event is not None and self.calls == self.stop_after:
+            self.stop_event.set()
+
+    def arrive(self, steps: int) -> None:
+        for _ in range(steps):
             next_obs = {"state": self.rng.normal(size=3).astype(np.float32)}
             self.online.add(self.rng.uniform(-1, 1, size=2).astype(np.float32), 0.0, False, False, next_obs)
             self.env_steps += 1
-        if self.stop_event is not None and self.calls == self.stop_after:
-            self.stop_event.set()
 
     def after_update(self, policy, updates):
         pass
@@ -316,6 +319,76 @@ def test_a_stop_checkpoints_and_ends_the_metrics_with_the_final_counts(tmp_path)
     rows = read_rows(tmp_path)
     assert rows[-1]["final"] and (rows[-1]["env_steps"], rows[-1]["updates"]) == (120, summary["updates"])
     assert os.readlink(tmp_path / "checkpoints" / "latest") == "step_000000120"
+
+
+class OutrunningSource(BurstSource):
+    """Sim actors faster than the learner (pixels on a CPU): besides each collect's burst, 4 steps
+    land, from the learner server's thread, during every learn step."""
+
+    def after_update(self, policy, updates):
+        self.arrive(4)
+
+
+def test_rows_evals_and_checkpoints_keep_their_marks_when_actors_outrun_the_learner(tmp_path):
+    """Marks every 50 (rows) and 100 env steps (eval, checkpoint). Bursts of 45 bring 90 steps: 123
+    updates owed, but after 3 learn steps (6 updates) 102 steps have arrived, so the eval and the
+    checkpoint are made at 102, not once the learner has caught up (a demo-pixels run evaluated at
+    1509, then 6633). The 200th step lands with 10 updates made: the final eval and checkpoint wait
+    for all 3 * 151 owed (454, 2 per learn step), or the run's last weights were never saved."""
+    loop, source, _ = burst_loop(tmp_path, lambda online: OutrunningSource(online, burst=45))
+    summary = loop.run()
+    assert source.calls == 4 and source.finished
+    assert (summary["env_steps"], summary["updates"]) == (200, 454)
+    rows = read_rows(tmp_path)
+    evals = [(r["env_steps"], r["updates"]) for r in rows if "eval_return" in r]
+    assert evals == [(102, 6), (200, 454)]
+    training = [(r["env_steps"], r["updates"]) for r in rows if "critic_loss" in r]
+    assert training == [(102, 6), (151, 8), (200, 454)]
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest", "step_000000102", "step_000000200"]
+    latest = json.loads((checkpoints / "latest" / "counters.json").read_text())
+    assert (latest["env_steps"], latest["updates"]) == (200, 454)
+
+
+def test_a_stop_while_paying_the_owed_updates_checkpoints_what_was_made(tmp_path, caplog):
+    """Ctrl-C during the catch-up after the last step: it ends there (it used to run on for as long
+    as the updates took), checkpointed at 100 updates with 353 still owed for a --resume; no eval."""
+    import threading
+
+    stop = threading.Event()
+    loop, source, _ = burst_loop(tmp_path, lambda online: OutrunningSource(online, burst=45))
+    learn_step = loop.learn_step
+
+    def learn_step_then_stop_at_100():
+        metrics = learn_step()
+        if source.finished and loop.updates == 100:
+            stop.set()
+        return metrics
+
+    loop.learn_step = learn_step_then_stop_at_100
+    with caplog.at_level("WARNING", logger="learner.loop"):
+        summary = loop.run(stop)
+    assert (summary["env_steps"], summary["updates"]) == (200, 100)
+    assert "stopped with 353 updates still owed" in caplog.text
+    rows = read_rows(tmp_path)
+    assert [r["env_steps"] for r in rows if "eval_return" in r] == [102]
+    assert rows[-1]["final"] and (rows[-1]["env_steps"], rows[-1]["updates"]) == (200, 100)
+    latest = json.loads((tmp_path / "checkpoints" / "latest" / "counters.json").read_text())
+    assert (latest["env_steps"], latest["updates"]) == (200, 100)
+
+
+def test_a_later_checkpoint_at_the_same_env_step_gets_a_new_name(tmp_path):
+    """The catch-up resumed: 200 env steps again, 454 updates. Replacing step_000000200 in place
+    would leave `latest` dangling for a moment; the new one sorts after it and pruning keeps order."""
+    from learner.checkpoints import Checkpoints
+
+    checkpoints = Checkpoints(tmp_path, keep=2)
+    for env_steps, updates in ((100, 50), (200, 100), (200, 454)):
+        checkpoints.save(env_steps, {"weights": torch.zeros(1)}, {"env_steps": env_steps, "updates": updates})
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["latest", "step_000000200", "step_000000200-u000000454"]
+    assert os.readlink(tmp_path / "latest") == "step_000000200-u000000454"
+    assert checkpoints.load_latest(torch.device("cpu"))[1] == {"env_steps": 200, "updates": 454}
 
 
 def test_a_replay_that_would_outgrow_the_machines_memory_is_named_at_the_start(caplog):
