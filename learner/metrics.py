@@ -24,22 +24,30 @@ def read_rows(path: Path) -> list[dict]:
 class MetricsWriter:
     """Appends rows to <out>/metrics.jsonl and TensorBoard. `resume_at`: the env steps of the
     checkpoint a run resumes from; rows logged after it are dropped (they will be logged again).
-    A row's env steps are never below the previous row's (a plot's x axis never goes back)."""
+    A row's env steps are never below the previous row's (a plot's x axis never goes back).
+    Files are touched only by the first row written: a loop built to inspect a run leaves it as is."""
 
     def __init__(self, out: Path, resume_at: int | None = None) -> None:
         self.out = out
         self.path = out / "metrics.jsonl"
         self.rows: list[dict] = []
+        self._resume_at = resume_at
         if resume_at is not None:
             # A stopped run's final row is not final once it resumes: it writes its own.
             rows = read_rows(self.path)
             self.rows = [r for r in rows if r["env_steps"] <= resume_at and not r.get("final")]
-            with open(self.path, "w") as f:  # drop rows logged after the checkpoint
+        self._file = None
+        self.tensorboard = None
+
+    def _open(self) -> None:
+        """Before the first row: drop what the resume drops, then append for the whole run."""
+        if self._resume_at is not None:
+            with open(self.path, "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in self.rows)
         self._file = open(self.path, "a")  # noqa: SIM115 (open for the whole run, closed in close())
         from torch.utils.tensorboard import SummaryWriter
 
-        self.tensorboard = SummaryWriter(out / "tensorboard", purge_step=resume_at or None)
+        self.tensorboard = SummaryWriter(self.out / "tensorboard", purge_step=self._resume_at or None)
 
     def write(self, row: dict) -> None:
         if self.rows and row["env_steps"] < self.rows[-1]["env_steps"]:
@@ -47,6 +55,8 @@ class MetricsWriter:
                 f"{self.path}: a row at {row['env_steps']} env steps after one at "
                 f"{self.rows[-1]['env_steps']}; rows never go back"
             )
+        if self._file is None:
+            self._open()
         self.rows.append(row)
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
@@ -63,8 +73,9 @@ class MetricsWriter:
         plot_learning_curve(self.rows, self.out / "learning_curve.png")
 
     def close(self) -> None:
-        self._file.close()
-        self.tensorboard.close()
+        if self._file is not None:
+            self._file.close()
+            self.tensorboard.close()
 
 
 def _band(ax, steps: list[int], intervals: list, color: str) -> None:

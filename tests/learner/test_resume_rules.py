@@ -158,15 +158,21 @@ def test_metrics_rows_never_go_back(tmp_path):
 
 def test_a_resumed_run_drops_the_final_row_of_its_stop(tmp_path):
     """A stop writes a final row with the checkpoint's counts; resumed from that checkpoint, the run
-    goes on and writes its own final row, so the old one goes (and rows after the checkpoint)."""
+    goes on and writes its own final row, so the old one goes (and rows after the checkpoint), when
+    the resumed run writes its first row: a run only opened (to inspect it) keeps its file."""
     from learner.metrics import MetricsWriter
 
     metrics = MetricsWriter(tmp_path)
     for env_steps, final in ((100, {}), (200, {}), (200, {"final": True}), (250, {})):
         metrics.write({"env_steps": env_steps, "updates": 0, "wall_s": 0.0, **final})
     metrics.close()
-    MetricsWriter(tmp_path, resume_at=200).close()
-    assert [(r["env_steps"], r.get("final")) for r in read_rows(tmp_path)] == [(100, None), (200, None)]
+    MetricsWriter(tmp_path, resume_at=200).close()  # built, not run (a tool inspecting the run)
+    assert len(read_rows(tmp_path)) == 4  # the file untouched
+    resumed = MetricsWriter(tmp_path, resume_at=200)
+    resumed.write({"env_steps": 230, "updates": 0, "wall_s": 0.0})
+    resumed.close()
+    rows = [(r["env_steps"], r.get("final")) for r in read_rows(tmp_path)]
+    assert rows == [(100, None), (200, None), (230, None)]
 
 
 # -- the saved config, but for the flags given again ----------------------------------------------
