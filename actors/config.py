@@ -161,3 +161,36 @@ class DemoSheetConfig:
     """PNG to write."""
     episodes: int = field(default=4, metadata={"min": 1})
     """Rows (episodes) on the sheet."""
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    task: str = "PickCube"
+    """Task id (realrl/PickCube-v0) or short name (PickCube): its sim twin runs the episodes."""
+    policy: str | None = None
+    """A policy MODEL file (`realrl bc train`, or a checkpoint's policy.pt), `random` or `scripted`
+    (the twin's expert); or give --checkpoint instead."""
+    checkpoint: str | None = field(default=None, metadata={"path": "existing_dir"})
+    """A run directory of `realrl train`/`learner`: its latest checkpoint's policy."""
+    episodes: int = field(default=20, metadata={"min": 1})
+    """Episodes to roll out."""
+    seed: int = 1_000_000
+    """Episode k uses seed + k; the default is the in-training evaluation's, so a run's last
+    checkpoint validates on the episodes its last eval saw."""
+    randomize: bool = False
+    """Domain randomisation of the twin (lighting, colours, friction, object mass, camera pose)."""
+    min_success: float | None = field(default=None, metadata={"min": 0.0, "max": 1.0})
+    """Exit non-zero when the success rate is below this."""
+    max_violation_episodes: int | None = field(default=None, metadata={"min": 0})
+    """Exit non-zero when more episodes than this had a step with safety_margin < 0."""
+    sample_steps: int | None = field(default=None, metadata={"min": 1})
+    """A shortcut policy's Euler steps per action (1, 2, 4, 8; default: the model's)."""
+    report: str | None = field(default=None, metadata={"path": "output_file"})
+    """Report PNG (success and return per episode, camera frames of failed episodes); default:
+    validate.png beside the model, in the run directory, or here."""
+    failure_frames: int = field(default=4, metadata={"min": 0})
+    """Failed episodes whose last camera frame the report shows."""
+
+    def check(self) -> None:
+        if (self.policy is None) == (self.checkpoint is None):
+            raise ValueError("give one of --policy MODEL|random|scripted and --checkpoint RUN_DIR")

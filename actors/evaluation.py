@@ -22,9 +22,12 @@ class EpisodeResult:
     length: int
     violations: int  # steps with safety_margin < 0
     step_ms: list[float] = field(default_factory=list)  # policy + env step, per step
+    last_frame: np.ndarray | None = None  # env.render() after the last step, when asked for
 
 
-def rollout(env, pipeline: ActionPipeline, seed: int, deterministic: bool = True) -> EpisodeResult:
+def rollout(
+    env, pipeline: ActionPipeline, seed: int, deterministic: bool = True, last_frame: bool = False
+) -> EpisodeResult:
     obs, _ = env.reset(seed=seed)
     pipeline.reset()
     result = EpisodeResult(0.0, None, 0, 0)
@@ -39,6 +42,7 @@ def rollout(env, pipeline: ActionPipeline, seed: int, deterministic: bool = True
             result.success = bool(result.success) or bool(info["success"])
         result.violations += int(info.get("safety_margin", np.inf) < 0)
         if terminated or truncated:
+            result.last_frame = env.render() if last_frame else None
             return result
 
 

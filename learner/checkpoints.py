@@ -1,7 +1,9 @@
 """Checkpoint directories of a run: checkpoints/step_<env steps>/ (step_<env steps>-u<updates>/
 for a later one at the same env step, made after more updates) holds state.pt (weights,
-optimisers, random streams, replay and step-source state) and counters.json (small, read by pruning
-and resume without loading state.pt); `latest` is a symlink to the newest. Every write is atomic:
+optimisers, random streams, replay and step-source state), counters.json (small, read by pruning
+and resume without loading state.pt) and policy.pt (the policy alone as a model file,
+policies.policy_files: what `realrl validate --checkpoint` runs and a robot deploys); `latest` is a
+symlink to the newest. Every write is atomic:
 a crash leaves the previous checkpoint or the new one, never half of one."""
 
 from __future__ import annotations
@@ -9,11 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from formats.files import atomic_write
+
+POLICY_FILE = "policy.pt"
 
 
 class Checkpoints:
@@ -29,9 +34,12 @@ class Checkpoints:
     def exists(self) -> bool:
         return self.latest.exists()
 
-    def save(self, env_steps: int, state: dict, counters: dict) -> tuple[Path, dict]:
-        """Write a checkpoint, point `latest` at it, drop all but the newest `keep`. Returns its path
-        and the counters of the oldest checkpoint still kept (what pruned logs must still hold)."""
+    def save(
+        self, env_steps: int, state: dict, counters: dict, write_policy: Callable[[Path], object]
+    ) -> tuple[Path, dict]:
+        """Write a checkpoint (`write_policy(path)` writes its policy file), point `latest` at it,
+        drop all but the newest `keep`. Returns its path and the counters of the oldest checkpoint
+        still kept (what pruned logs must still hold)."""
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"step_{env_steps:09d}"
         if (self.root / name).exists():  # more updates at the same env step (a finish's owed ones):
@@ -41,6 +49,7 @@ class Checkpoints:
         tmp.mkdir()
         atomic_write(tmp / "state.pt", lambda f: torch.save(state, f))
         atomic_write(tmp / "counters.json", lambda f: f.write(json.dumps(counters).encode()))
+        write_policy(tmp / POLICY_FILE)
         final = self.root / name
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)

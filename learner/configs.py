@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from policies.configs import BCPolicyConfig
+
 IMAGE_SIZE = {"min": 16, "max": 480}
 """Valid square frame sizes: the conv encoder's four 3x3 layers need >= 15 px, the sim twin's
 offscreen framebuffer is 640x480 (actors.config keeps the same numbers; a test compares them)."""
@@ -240,3 +242,35 @@ class PretrainConfig:
         missing = [d for d in self.data if not Path(d).is_dir()]
         if missing:
             raise ValueError(f"--data: no such directory: {', '.join(missing)}")
+
+
+@dataclass(frozen=True)
+class BCTrainConfig:
+    demos: str = field(metadata={"path": "existing_dir"})
+    """Demo directory (`realrl demos record`), state or pixel demos; its task, cameras and frame size
+    become the model's spec."""
+    out: str = field(metadata={"path": "output_file"})
+    """Model file to write (MODEL: `realrl validate --policy MODEL`, `realrl train --base-policy MODEL`);
+    the loss curve goes beside it as MODEL's name with .loss.png."""
+    policy: Literal["gaussian", "chunk", "shortcut"] = "gaussian"
+    """gaussian: tanh-Gaussian MLP (the baseline); chunk: the next --model.chunk-size actions per
+    observation; shortcut: a shortcut flow policy sampling in 1 to --model.max-steps Euler steps."""
+    obs: Literal["auto", "state", "pixels"] = "auto"
+    """What the policy reads; auto: what the demos hold (state demos carry the object pose; pixel
+    demos proprioception and the camera frames)."""
+    steps: int = field(default=5_000, metadata={"min": 0})
+    """Adam steps."""
+    batch_size: int = field(default=256, metadata={"min": 1})
+    """Demo steps per Adam step."""
+    lr: float = field(default=3e-4, metadata={"gt": 0})
+    """Adam learning rate."""
+    held_out_fraction: float = field(default=0.1, metadata={"gt": 0, "lt": 1})
+    """Share of the demo episodes held out for the validation loss (at least one episode)."""
+    eval_every: int = field(default=250, metadata={"min": 1})
+    """Steps between two points of the loss curve (train loss averaged over them, validation loss)."""
+    seed: int = 0
+    """Seed of the weights, the split and the batches."""
+    threads: int = field(default=0, metadata={"min": 0})
+    """Torch CPU threads (0: torch's default)."""
+    model: BCPolicyConfig = BCPolicyConfig()
+    """The policy's settings (--model.hidden, --model.encoder, --model.chunk-size, ...)."""

@@ -44,6 +44,7 @@ from learner.sac import SACAlgorithm
 from learner.sources import StepSource
 from policies import Policy
 from policies.encoders import ObservationEncoder
+from policies.policy_files import save_policy
 
 _log = logging.getLogger(__name__)
 
@@ -626,7 +627,11 @@ class TrainingLoop:
             "replay_log_end": log_end,
             **source_counters,
         }
-        path, oldest = self.checkpoints.save(self.env_steps, state, counters)
+        task = self.config.env or self.config.task
+        info = {"task": task, "run": str(self.out.resolve()), **self.counters()}
+        path, oldest = self.checkpoints.save(
+            self.env_steps, state, counters, lambda file: save_policy(file, algorithm.policy, info)
+        )
         # Drop log data that not even the oldest kept checkpoint needs.
         self.replay.log.prune(self.replay.online.capacity, keep_from=oldest["replay_log_end"])
         self.source.prune(oldest)

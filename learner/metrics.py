@@ -5,10 +5,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from formats.files import atomic_write
 
 
 def is_eval_row(row: dict) -> bool:
@@ -105,7 +106,5 @@ def plot_learning_curve(rows: list[dict], path: Path) -> None:
     for ax in (ax_success, ax_return):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
-    os.replace(tmp, path)

@@ -4,7 +4,7 @@ it trains (learner.configs.SACConfig.policy_config)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -34,3 +34,37 @@ class HybridGripperPolicyConfig(GaussianPolicyConfig):
     """LayerNorm in the gripper critic's hidden layers."""
     gripper_epsilon: float = 0.1
     """Chance of a uniformly random gripper choice while exploring."""
+
+
+@dataclass(frozen=True)
+class BCPolicyConfig(GaussianPolicyConfig):
+    """A behaviour-cloning policy (`realrl bc train --policy gaussian|chunk|shortcut`): the encoder
+    fields and `hidden` as the SAC policy's, plus what the chunked and the shortcut policies add."""
+
+    hidden: tuple[int, ...] = (256, 256, 256)
+    """Hidden layer widths of the policy MLP (on the encoder's features)."""
+    log_std_min: float = -5.0
+    """(gaussian) Lower clip of the log standard deviation: a near-deterministic expert would
+    otherwise drive it, and the likelihood's gradients, without bound."""
+    chunk_size: int = field(default=4, metadata={"min": 1})
+    """(chunk) Actions predicted per observation: this step's and the next chunk_size - 1."""
+    temporal_ensemble: bool = True
+    """(chunk) Predict a chunk every step and execute the weighted mean of every prediction for
+    this step (ACT's temporal ensembling); off: execute each chunk open-loop, predicting every
+    chunk_size steps."""
+    ensemble_decay: float = field(default=0.1, metadata={"min": 0.0})
+    """(chunk) Weight exp(decay * age) of a prediction made age steps ago (older ones weigh more, as
+    in ACT)."""
+    sample_steps: int = field(default=4, metadata={"min": 1})
+    """(shortcut) Euler steps per sampled action: 1, 2, 4 or 8 (at most max_steps)."""
+    max_steps: int = field(default=8, metadata={"min": 1})
+    """(shortcut) The finest step count trained, a power of two: the model learns steps of size
+    1/max_steps ... 1, each consistent with two of half its size."""
+
+    def check(self) -> None:
+        for name in ("sample_steps", "max_steps"):
+            value = getattr(self, name)
+            if value & (value - 1):
+                raise ValueError(f"{name} must be a power of two (1, 2, 4, 8, ...), got {value}")
+        if self.sample_steps > self.max_steps:
+            raise ValueError(f"sample_steps {self.sample_steps} is above max_steps {self.max_steps}")

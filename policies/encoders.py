@@ -188,8 +188,13 @@ class FrozenEncoder(nn.Module):
 def trunk_hash(trunk: nn.Module) -> str:
     """Content hash of a trunk's weights (names, dtypes, shapes, bytes): the encoder's identity,
     the same wherever the weights were saved or loaded."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(trunk.state_dict().items()):
+    return tensors_hash(trunk.state_dict())
+
+
+def tensors_hash(tensors: dict[str, torch.Tensor], prefix: bytes = b"") -> str:
+    """Content hash of named tensors (names, dtypes, shapes, bytes), after `prefix`."""
+    digest = hashlib.sha256(prefix)
+    for name, tensor in sorted(tensors.items()):
         data = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
         digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from policies.base import Policy, PolicySpec
+from policies.bc import BC_POLICIES
 from policies.encoders import PRETRAINED_PREFIX
 from policies.random import RandomPolicy
 from policies.sac import GaussianPolicy, HybridGripperPolicy
@@ -22,7 +23,7 @@ def register_policy(policy_class: type[Policy]) -> type[Policy]:
     return policy_class
 
 
-for _policy_class in (GaussianPolicy, HybridGripperPolicy, RandomPolicy):
+for _policy_class in (GaussianPolicy, HybridGripperPolicy, RandomPolicy, *BC_POLICIES.values()):
     register_policy(_policy_class)
 
 

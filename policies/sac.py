@@ -55,7 +55,51 @@ def stack_images(images: dict[str, torch.Tensor], cameras: tuple[str, ...]) -> t
     return to_float_nchw(torch.cat([images[c] for c in cameras]))
 
 
-class GaussianPolicy(Policy):
+def observation_features(
+    encoder: ObservationEncoder,
+    cameras: tuple[str, ...],
+    state: torch.Tensor,
+    images: dict[str, torch.Tensor],
+) -> torch.Tensor:
+    """Encoder features of raw observations (acting): state (B, S), uint8 {camera: (B, H, W, 3)}."""
+    pixels = None
+    if cameras:
+        stacked = stack_images(images, cameras)
+        pixels = stacked.reshape(len(cameras), -1, *stacked.shape[1:])
+    return encoder(state, pixels)
+
+
+class EncodedPolicy(Policy):
+    """A policy on an ObservationEncoder with a typed config (`config_class`): how it is described,
+    rebuilt and what of it a learner pushes. Subclasses set `self.config` and `self.encoder`."""
+
+    config_class: type
+    config: Any
+    encoder: ObservationEncoder
+
+    @classmethod
+    def from_description(cls, spec: PolicySpec, config: dict[str, Any], device="cpu", seed: int = 0):
+        # Pushed weights replace every parameter: never download pretrained ones for that.
+        typed = replace(from_dict(cls.config_class, config), pretrained_encoder=False)
+        return cls.build(spec, typed, device, seed)
+
+    def config_json(self) -> dict[str, Any]:
+        return to_dict(self.config)
+
+    def pushed_state_dict(self) -> dict[str, torch.Tensor]:
+        """A frozen trunk from a model file stays out: the actor loads the same file, checked by its
+        hash (make_encoder), instead of receiving those weights with every push."""
+        state = self.state_dict()
+        if trunk_from_file(self.config):
+            state = {k: v for k, v in state.items() if not k.startswith(FILE_TRUNK_KEYS)}
+        return state
+
+    def features(self, state: torch.Tensor, images: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Encoder features of un-augmented observations (acting)."""
+        return observation_features(self.encoder, self.spec.cameras, state, images)
+
+
+class GaussianPolicy(EncodedPolicy):
     """pi(a | encoder(obs)): a Gaussian squashed by tanh into [-1, 1]. `act_generator` draws the
     exploration noise (its own stream, so acting never shifts the update's random numbers)."""
 
@@ -84,31 +128,6 @@ class GaussianPolicy(Policy):
         encoder = make_encoder(spec, config, device)
         actor = make_actor(encoder.output_dim, spec.action_dim, config)
         return cls(spec, config, encoder, actor, seed, device).to(device)
-
-    @classmethod
-    def from_description(cls, spec: PolicySpec, config: dict[str, Any], device="cpu", seed: int = 0):
-        # Pushed weights replace every parameter: never download pretrained ones for that.
-        typed = replace(from_dict(cls.config_class, config), pretrained_encoder=False)
-        return cls.build(spec, typed, device, seed)
-
-    def config_json(self) -> dict[str, Any]:
-        return to_dict(self.config)
-
-    def pushed_state_dict(self) -> dict[str, torch.Tensor]:
-        """A frozen trunk from a model file stays out: the actor loads the same file, checked by its
-        hash (make_encoder), instead of receiving those weights with every push."""
-        state = self.state_dict()
-        if trunk_from_file(self.config):
-            state = {k: v for k, v in state.items() if not k.startswith(FILE_TRUNK_KEYS)}
-        return state
-
-    def features(self, state: torch.Tensor, images: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Encoder features of un-augmented observations (acting)."""
-        pixels = None
-        if self.spec.cameras:
-            stacked = stack_images(images, self.spec.cameras)
-            pixels = stacked.reshape(len(self.spec.cameras), -1, *stacked.shape[1:])
-        return self.encoder(state, pixels)
 
     @torch.no_grad()
     def act_batch(

@@ -221,6 +221,26 @@ def cmd_encoder_pretrain(args: argparse.Namespace) -> None:
     _print_result(summary, args.json)
 
 
+def cmd_bc_train(args: argparse.Namespace) -> None:
+    from learner.bc import train_bc
+    from learner.configs import BCTrainConfig
+
+    config = dataclass_from_args(BCTrainConfig, args)
+    summary = train_bc(config, progress=not args.json, stop=args.stop)  # Ctrl-C: nothing written
+    _print_result(summary, args.json)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from actors.config import ValidateConfig
+    from actors.validation import validate
+
+    validated = validate(dataclass_from_args(ValidateConfig, args), progress=not args.json)
+    _print_result(validated.summary, args.json)
+    for failure in validated.summary["thresholds_failed"]:
+        print(f"realrl validate: threshold missed: {failure}", file=sys.stderr)
+    return 0 if validated.passed else 1
+
+
 def cmd_keys_generate(args: argparse.Namespace) -> None:
     from realrl.commands.keys import KeysConfig, generate_keys
 
@@ -335,6 +355,39 @@ def build_parser() -> argparse.ArgumentParser:
         "(the random-weight baseline).",
     )
 
+    from learner.configs import BCTrainConfig
+
+    bc = verbs.add_parser("bc", help="behaviour cloning: train a policy on demos (a base for residual RL)")
+    bc_verbs = bc.add_subparsers(dest="bc_verb", metavar="<action>", required=True)
+    _verb(
+        bc_verbs,
+        "train",
+        BCTrainConfig,
+        cmd_bc_train,
+        help="fit a gaussian, chunk or shortcut policy on a demo directory and write a MODEL file",
+        description="Behaviour cloning on the demos' steps, with a held-out split by episode: prints "
+        "the training and held-out loss, the held-out action error and the model's hash, and writes "
+        "MODEL (its spec, normalisation, policy type and content hash) and a loss curve beside it. "
+        "On pixel demos give a frozen trunk (--model.encoder pretrained:MODEL): its maps are computed "
+        "once per frame.",
+    )
+
+    from actors.config import ValidateConfig
+
+    _verb(
+        verbs,
+        "validate",
+        ValidateConfig,
+        cmd_validate,
+        help="the gate before hardware: roll a policy out in the sim twin, fail below thresholds",
+        description="Rolls --episodes episodes of a policy (a MODEL file, --checkpoint RUN_DIR's latest, "
+        "random or the scripted expert) in the task's sim twin through the actor's composition, the "
+        "in-training evaluation's code path (--randomize: domain randomisation). Prints episodes, "
+        "success_rate, violations, violation_episodes, mean_return and p99_step_ms (policy + sim step), "
+        "writes a report PNG, and exits 1 when a given threshold (--min-success, "
+        "--max-violation-episodes) is missed, 2 on bad input.",
+    )
+
     from realrl.commands.keys import KeysConfig
 
     keys = verbs.add_parser("keys", help="CURVE key pairs for encrypted, allow-listed actor/learner traffic")
@@ -442,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("OpenGL").setLevel(logging.WARNING)
     try:
         with _stop_requests(args) as args.stop:  # None for the verbs that just stop
-            args.handler(args)
+            code = args.handler(args)  # None, or a verb's own exit status (validate: thresholds)
     except KeyboardInterrupt:  # a second Ctrl-C, or one in a verb that has nothing to finish
         print("realrl: interrupted", file=sys.stderr)
         return 130
@@ -454,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as error:  # TrainingError is a RuntimeError
         print(f"realrl: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 def _stop_requests(args: argparse.Namespace):
