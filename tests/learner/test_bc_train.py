@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from actors.demos import record_scripted
 from formats.episodes import iter_episodes
@@ -78,3 +79,44 @@ def test_bc_train_writes_a_model_whose_chunk_policy_succeeds_in_the_twin(peg_dem
 
     code, _, err = run(capsys, "validate", "--task", "PickCube", "--policy", str(model), "--episodes", "1")
     assert code == 2 and "task PickCube: the policy expects" in err and "'state_dim': 17" in err
+
+
+def test_pixel_bc_computes_a_frozen_trunks_maps_once_per_frame_and_keeps_the_trunk_out_of_the_model(
+    tmp_path, monkeypatch
+):
+    from learner.bc import train_bc
+    from learner.configs import BCTrainConfig, PretrainConfig
+    from learner.pretrain import pretrain
+    from policies.configs import BCPolicyConfig
+    from policies.encoders import FrozenEncoder
+    from policies.policy_files import load_policy
+
+    demos = tmp_path / "pick-px"
+    record_scripted("PickCube", 2, demos, seed=3, obs_mode="pixels", image_size=32, progress=False)
+    trunk = tmp_path / "trunk.pt"
+    pretrain(PretrainConfig(data=(str(demos),), out=str(trunk), steps=0), progress=False)
+    frames = []
+    maps = FrozenEncoder.maps
+    monkeypatch.setattr(
+        FrozenEncoder, "maps", lambda self, images: frames.append(len(images)) or maps(self, images)
+    )
+    model = BCPolicyConfig(hidden=(16,), encoder=f"pretrained:{trunk}")
+    config = BCTrainConfig(
+        demos=str(demos), out=str(tmp_path / "m.pt"), policy="chunk", steps=6, eval_every=3, model=model
+    )
+    summary = train_bc(config, progress=False)
+    steps = sum(len(e) for e in iter_episodes(demos))
+    assert frames == [2 * steps]  # both cameras of every step, in one pass before training
+    assert summary["spec"] == {
+        "state_dim": 7,
+        "action_dim": 4,
+        "cameras": ["front", "wrist"],
+        "image_size": 32,
+    }
+    saved = torch.load(tmp_path / "m.pt", weights_only=True)["weights"]
+    assert not [name for name in saved if "trunk" in name] and any("heads" in name for name in saved)
+    policy = load_policy(tmp_path / "m.pt").policy
+    episode = next(iter_episodes(demos))
+    obs = {"state": episode.states[0], "images": {c: f[0] for c, f in episode.images.items()}}
+    action = policy.act(obs)
+    assert action.shape == (4,) and np.all(np.abs(action) <= 1.0)
