@@ -18,8 +18,8 @@ Observation = dict[str, Any]
 
 
 class Residual(Protocol):
-    def correct(self, obs: Observation, base_action: np.ndarray) -> np.ndarray:
-        """The corrected action, given the base policy's."""
+    def correct(self, obs: Observation, base_action: np.ndarray, deterministic: bool) -> np.ndarray:
+        """The corrected action, given the base policy's (policies.residual.ResidualPolicy)."""
 
 
 class Operator(Protocol):
@@ -37,6 +37,7 @@ class Decision:
     action: np.ndarray  # float32, in [-1, 1]: what the robot is told to do
     source: str  # the stage that produced it: "policy", "operator" or "filter" (formats.wire.ACTION_SOURCES)
     filter_delta: float = 0.0  # L2 distance the safety filter moved the action
+    base_action: np.ndarray | None = None  # what the base stage proposed (a residual's input)
 
     @property
     def intervened(self) -> bool:
@@ -64,7 +65,7 @@ class ActionPipeline:
 
     def __init__(
         self,
-        base: Policy,
+        policy: Policy,
         *,
         residual: Residual | None = None,
         operator: Operator | None = None,
@@ -72,7 +73,9 @@ class ActionPipeline:
         explore: Policy | None = None,
         explore_steps: int = 0,
     ) -> None:
-        self.base, self.residual, self.operator, self.safety_filter = base, residual, operator, safety_filter
+        base, own_residual = policy.stages()  # a residual policy: its frozen base, then itself
+        self.base, self.residual = base, residual if residual is not None else own_residual
+        self.operator, self.safety_filter = operator, safety_filter
         self.explore, self.explore_steps = explore, explore_steps if explore is not None else 0
         self.action_dim = base.spec.action_dim
         self.decisions = 0  # stochastic decisions so far (the exploration schedule counts them)
@@ -88,10 +91,10 @@ class ActionPipeline:
         if not deterministic:
             self.decisions += 1
         policy = self.explore if exploring else self.base
-        action = policy.act(obs, deterministic=deterministic)
+        action = base_action = policy.act(obs, deterministic=deterministic)
         source = "policy"
         if self.residual is not None:
-            action = self.residual.correct(obs, action)
+            action = self.residual.correct(obs, base_action, deterministic)
         if self.operator is not None:
             takeover = self.operator.takeover(obs, action)
             if takeover is not None:
@@ -102,4 +105,4 @@ class ActionPipeline:
             delta = float(np.linalg.norm(filtered - bound_action(action, self.action_dim)))
             if delta > 0.0:
                 action, source = filtered, "filter"
-        return Decision(bound_action(action, self.action_dim), source, delta)
+        return Decision(bound_action(action, self.action_dim), source, delta, base_action)

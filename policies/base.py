@@ -81,6 +81,11 @@ class Policy(nn.Module, ABC):
     def reset(self) -> None:
         """An episode starts (stateful policies, e.g. action chunks or a scripted expert, restart)."""
 
+    def stages(self) -> tuple[Policy, Any]:
+        """How the actor's composition runs this policy: (its base stage, its residual stage or
+        None). A residual policy is the residual stage over its frozen base."""
+        return self, None
+
     def config_json(self) -> dict[str, Any]:
         """The policy's typed config as JSON (empty for policies without one)."""
         return {}

@@ -68,3 +68,17 @@ class BCPolicyConfig(GaussianPolicyConfig):
                 raise ValueError(f"{name} must be a power of two (1, 2, 4, 8, ...), got {value}")
         if self.sample_steps > self.max_steps:
             raise ValueError(f"sample_steps {self.sample_steps} is above max_steps {self.max_steps}")
+
+
+@dataclass(frozen=True)
+class ResidualPolicyConfig(GaussianPolicyConfig):
+    """A residual correction over a frozen base policy (ResFiT): its own encoder and a tanh-Gaussian
+    actor on [features, base action], scaled by `scale` in the normalised action space."""
+
+    scale: float = field(default=0.1, metadata={"gt": 0.0, "max": 1.0})
+    """Largest correction per action dim (ResFiT: 0.1, 0.2 on harder tasks)."""
+    base: str = ""
+    """The base policy's MODEL file (set by the run from --base-policy; an actor on another machine
+    gives its own copy's path with --base-policy)."""
+    base_hash: str | None = None
+    """The base model's content hash: a residual over another base is refused."""

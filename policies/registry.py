@@ -11,6 +11,7 @@ from policies.base import Policy, PolicySpec
 from policies.bc import BC_POLICIES
 from policies.encoders import PRETRAINED_PREFIX
 from policies.random import RandomPolicy
+from policies.residual import ResidualPolicy
 from policies.sac import GaussianPolicy, HybridGripperPolicy
 
 _log = logging.getLogger(__name__)
@@ -23,7 +24,13 @@ def register_policy(policy_class: type[Policy]) -> type[Policy]:
     return policy_class
 
 
-for _policy_class in (GaussianPolicy, HybridGripperPolicy, RandomPolicy, *BC_POLICIES.values()):
+for _policy_class in (
+    GaussianPolicy,
+    HybridGripperPolicy,
+    RandomPolicy,
+    ResidualPolicy,
+    *BC_POLICIES.values(),
+):
     register_policy(_policy_class)
 
 

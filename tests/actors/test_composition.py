@@ -28,7 +28,7 @@ class ConstantPolicy(Policy):
 
 
 class AddResidual:
-    def correct(self, obs, base_action):
+    def correct(self, obs, base_action, deterministic):
         return base_action + np.float32(0.25)
 
 
@@ -64,6 +64,7 @@ def test_stages_run_in_order_and_the_record_says_which_produced_the_action():
     # base 0.5 + residual 0.25 = 0.75; the filter clamps x to 0.5 (moved by 0.25); z: 0.9 + 0.25 -> 1.
     np.testing.assert_allclose(first.action, [0.5, 0.25, 1.0])
     assert first.source == "filter" and first.filter_delta == pytest.approx(0.25) and not first.intervened
+    np.testing.assert_allclose(first.base_action, [0.5, 0.0, 0.9])  # the base's proposal, kept apart
     second = pipeline.act(OBS)  # the operator takes over; its command is safe: the filter leaves it
     np.testing.assert_array_equal(second.action, [0.0, 0.0, -1.0])
     assert second.source == "operator" and second.filter_delta == 0.0 and second.intervened
