@@ -6,13 +6,11 @@ ships once, by hash, and weight pushes carry only the residual."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from formats.config import from_dict
 from policies.base import Policy, PolicySpec
 from policies.configs import ResidualPolicyConfig
 from policies.encoders import ObservationEncoder
@@ -84,11 +82,6 @@ class ResidualPolicy(EncodedPolicy):
             config.log_std_max,
         )
         return cls(spec, config, base, encoder, zero_last_layer(actor), seed, device).to(device)
-
-    @classmethod
-    def from_description(cls, spec: PolicySpec, config: dict[str, Any], device="cpu", seed: int = 0):
-        typed = replace(from_dict(cls.config_class, config), pretrained_encoder=False)
-        return cls.build(spec, typed, device, seed)
 
     def pushed_state_dict(self) -> dict[str, torch.Tensor]:
         """The residual only: the base is loaded from its own file, checked by its hash."""
