@@ -59,6 +59,9 @@ class Episode:
     success: np.ndarray
     safety_margin: np.ndarray
     intervened: np.ndarray
+    # (T+1, A) float32: a residual run's base-policy action at each observation. Computed (by the
+    # actor, or by relabelling demos with the base), never written to episode files.
+    base_action: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.action)
@@ -91,6 +94,11 @@ class Episode:
         for name in STEP_FIELDS:
             if len(getattr(self, name)) != t:
                 raise EpisodeFormatError(f"{where}: {name} has {len(getattr(self, name))} rows, expected {t}")
+        expected = (t + 1, self.action.shape[1])
+        if self.base_action is not None and self.base_action.shape != expected:
+            raise EpisodeFormatError(
+                f"{where}: base_action must be (T+1, A) = {expected}, got {self.base_action.shape}"
+            )
 
 
 @dataclass

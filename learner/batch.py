@@ -28,6 +28,9 @@ class Batch:
     # A frozen encoder's cached maps instead of the frames: camera -> (B, C, h, w) float16.
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
     next_maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    # A residual run's base-policy action at obs and at next_obs, (B, A) float32; None otherwise.
+    base_action: torch.Tensor | None = None
+    next_base_action: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.state.shape[0]
@@ -39,6 +42,8 @@ class Batch:
 
     def to(self, device: torch.device | str, non_blocking: bool = True) -> Batch:
         def move(value):
+            if value is None:
+                return None
             if isinstance(value, dict):
                 return {k: v.to(device, non_blocking=non_blocking) for k, v in value.items()}
             return value.to(device, non_blocking=non_blocking)
@@ -51,6 +56,8 @@ class Batch:
 
         def join(name):
             values = [getattr(b, name) for b in batches]
+            if values[0] is None:
+                return None
             if isinstance(values[0], dict):
                 return {k: torch.cat([v[k] for v in values]) for k in values[0]}
             return torch.cat(values)
@@ -65,6 +72,8 @@ class Batch:
             raise ValueError(f"batch of {len(self)} does not split into {parts} equal parts")
 
         def piece(value, i):
+            if value is None:
+                return None
             if isinstance(value, dict):
                 return {k: v[i::parts] for k, v in value.items()}
             return value[i::parts]

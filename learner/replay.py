@@ -67,6 +67,7 @@ class ReplayBuffer:
         gamma: float = 0.99,
         seed: int = 0,
         frame_maps: FrameMaps | None = None,
+        base_action_dim: int = 0,
     ) -> None:
         if capacity < 2:
             raise ValueError(f"capacity must be >= 2 slots (a transition needs two), got {capacity}")
@@ -99,6 +100,10 @@ class ReplayBuffer:
             shape = self.frame_maps.map_shape
             self.maps = {n: torch.empty(c, *shape, dtype=torch.float16, device=dev) for n in self.images}
         self.action = torch.zeros(c, self.action_dim, dtype=torch.float32, device=dev)
+        # A residual run's base-policy action at each observation (obs["base_action"]), so that the
+        # update sees the base's proposal at obs and next_obs (for the final observation too).
+        self.base_action_dim = int(base_action_dim)
+        self.base_action = torch.zeros(c, self.base_action_dim, dtype=torch.float32, device=dev)
         self.reward = torch.zeros(c, dtype=torch.float32, device=dev)
         self.terminated = torch.zeros(c, dtype=torch.bool, device=dev)
         self.truncated = torch.zeros(c, dtype=torch.bool, device=dev)
@@ -135,7 +140,8 @@ class ReplayBuffer:
 
     @property
     def nbytes(self) -> int:
-        tensors = [self.state, self.action, self.reward, self.terminated, self.truncated, self.valid]
+        tensors = [self.state, self.action, self.base_action, self.reward, self.terminated, self.truncated]
+        tensors.append(self.valid)
         tensors += [self.episode_id, self.record_id, *self.images.values(), *self.maps.values()]
         return sum(t.numel() * t.element_size() for t in tensors) + self._valid_host.nbytes
 
@@ -169,7 +175,9 @@ class ReplayBuffer:
         if record_ids is not None and np.shape(record_ids) != (len(episode) + 1,):
             raise ValueError(f"record_ids needs {len(episode) + 1} entries, got {np.shape(record_ids)}")
         reward = np.asarray(episode.reward, dtype=np.float64)
-        finite = all(np.isfinite(a).all() for a in (episode.states, episode.action, reward))
+        arrays = [episode.states, episode.action, reward]
+        arrays += [] if episode.base_action is None else [episode.base_action]
+        finite = all(np.isfinite(a).all() for a in arrays)
         with self._lock:
             if finite:
                 self._store_episode(episode, record_ids)
@@ -332,6 +340,7 @@ class ReplayBuffer:
         weights = alive.float() * self._discounts[: self.n_step]
         reward = (weights * self.reward[grid]).sum(dim=1)
         next_slot = (start + steps) % self.capacity
+        base = self.base_action_dim > 0
         batch = Batch(
             state=self.state[start],
             action=self.action[start],
@@ -340,6 +349,8 @@ class ReplayBuffer:
             terminated=(alive & self.terminated[grid]).any(dim=1).float(),
             truncated=(alive & self.truncated[grid]).any(dim=1).float(),
             next_state=self.state[next_slot],
+            base_action=self.base_action[start] if base else None,
+            next_base_action=self.base_action[next_slot] if base else None,
         )
         if self.maps:  # the frames stay in the buffer: the update reads only their maps
             batch.maps = {name: maps[start] for name, maps in self.maps.items()}
@@ -419,6 +430,9 @@ class ReplayBuffer:
     def _write_obs(self, obs: Mapping[str, Any]) -> int:
         slot = self._claim_one()
         self.state[slot] = torch.as_tensor(np.asarray(obs["state"], dtype=np.float32), device=self.device)
+        if self.base_action_dim:
+            base = np.asarray(obs["base_action"], dtype=np.float32)
+            self.base_action[slot] = torch.as_tensor(base, device=self.device)
         for name in self.image_shapes:
             self.images[name][slot] = torch.as_tensor(np.asarray(obs["images"][name]), device=self.device)
         self._encode_slots(torch.tensor([slot], device=self.device))
@@ -455,6 +469,8 @@ class ReplayBuffer:
                 target[index] = values
 
         put(self.state, episode.states[skip:], slots, np.float32)
+        if self.base_action_dim:
+            put(self.base_action, episode.base_action[skip:], slots, np.float32)
         ids = np.full(steps + 1, -1) if record_ids is None else np.asarray(record_ids)[skip:]
         put(self.record_id, ids, slots, np.int64)
         for name in self.image_shapes:
@@ -483,6 +499,7 @@ class ReplayBuffer:
         tensors = {
             "state": self.state,
             "action": self.action,
+            **({"base_action": self.base_action} if self.base_action_dim else {}),
             "reward": self.reward,
             "terminated": self.terminated,
             "truncated": self.truncated,
@@ -501,6 +518,7 @@ class ReplayBuffer:
             "image_shapes": {name: list(shape) for name, shape in self.image_shapes.items()},
             "n_step": self.n_step,
             "gamma": self.gamma,
+            **({"base_action_dim": self.base_action_dim} if self.base_action_dim else {}),
         }
 
     # ------------------------------------------------------------------ checks
@@ -514,6 +532,8 @@ class ReplayBuffer:
         if not isinstance(obs, Mapping) or "state" not in obs:
             return "not a dict with a 'state' entry"
         problem = _vector_problem("state", obs["state"], self.state_dim)
+        if problem is None and self.base_action_dim:
+            problem = _vector_problem("base_action", obs.get("base_action"), self.base_action_dim)
         if problem is not None:
             return problem
         images = obs.get("images") or {}
@@ -554,6 +574,10 @@ class ReplayBuffer:
         }
         if got != self.spec:
             raise ValueError(f"episode spec {got} does not match the buffer's spec {self.spec}")
+        if self.base_action_dim and episode.base_action is None:
+            raise ValueError(
+                "this buffer stores base actions: the episode has none (relabel it with the base)"
+            )
         ended = np.asarray(episode.terminated, bool) | np.asarray(episode.truncated, bool)
         if ended[:-1].any():
             raise ValueError(
@@ -563,6 +587,8 @@ class ReplayBuffer:
     @staticmethod
     def _episode_obs(episode: Episode, t: int) -> dict[str, Any]:
         obs: dict[str, Any] = {"state": episode.states[t]}
+        if episode.base_action is not None:
+            obs["base_action"] = episode.base_action[t]
         if episode.images:
             obs["images"] = {name: frames[t] for name, frames in episode.images.items()}
         return obs
@@ -596,7 +622,7 @@ class MixedSampler:
             raise ValueError(f"demo_fraction must lie in [0, 1], got {demo_fraction}")
         mismatch = {
             name: (getattr(demo, name), getattr(online, name))
-            for name in ("state_dim", "action_dim", "image_shapes", "device")
+            for name in ("state_dim", "action_dim", "base_action_dim", "image_shapes", "device")
             if getattr(demo, name) != getattr(online, name)
         }
         if mismatch:

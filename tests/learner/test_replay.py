@@ -419,3 +419,42 @@ def test_concurrent_writer_and_sampler():
     assert torch.equal(
         batch.next_state[:, 0] - batch.state[:, 0], torch.where(batch.state[:, 0] % 1000 == 9, 1.0, 2.0)
     )
+
+
+# -- a residual run's base actions ----------------------------------------------------------------
+def test_base_actions_travel_with_their_observations_to_obs_and_next_obs():
+    """Base action of observation s is 10 * s: a sampled row's base_action is its obs's, and its
+    next_base_action the next obs's, the final observation's included (a truncation bootstraps
+    from it), through the step stream and whole episodes, and through a save and load."""
+    buffer = ReplayBuffer(32, 1, 1, n_step=2, gamma=0.5, base_action_dim=1)
+    stream = [1.0, 2.0, 3.0]
+    assert buffer.start_episode({**obs(stream[0]), "base_action": np.float32([10.0])})
+    for t in range(2):
+        nxt = {**obs(stream[t + 1]), "base_action": np.float32([10 * stream[t + 1]])}
+        assert buffer.add(np.float32([stream[t]]), 0.0, False, t == 1, nxt)
+    episode = make_episode([5.0, 6.0, 7.0, 8.0], terminated=True)
+    with pytest.raises(ValueError, match="stores base actions: the episode has none"):
+        buffer.add_episode(episode)
+    episode.base_action = np.float32([[50.0], [60.0], [70.0], [80.0]])
+    buffer.add_episode(episode)
+    restored = ReplayBuffer(32, 1, 1, n_step=2, gamma=0.5, base_action_dim=1)
+    restored.load_state_dict(buffer.state_dict())
+    for replay in (buffer, restored):
+        batch = replay.sample(512)
+        rows = {
+            (float(s), float(b), float(nb), float(ns))
+            for s, b, nb, ns in zip(
+                batch.state[:, 0],
+                batch.base_action[:, 0],
+                batch.next_base_action[:, 0],
+                batch.next_state[:, 0],
+                strict=True,
+            )
+        }
+        # Two steps ahead (n = 2), or fewer at the episode's end: 2 -> 3 (final), 7 -> 8 (final).
+        assert rows == {
+            (1.0, 10.0, 30.0, 3.0), (2.0, 20.0, 30.0, 3.0),
+            (5.0, 50.0, 70.0, 7.0), (6.0, 60.0, 80.0, 8.0), (7.0, 70.0, 80.0, 8.0),
+        }  # fmt: skip
+    assert not buffer.start_episode(obs(1.0))  # an observation without its base action: rejected
+    assert buffer.rejected == 1
