@@ -127,7 +127,7 @@ class SACAlgorithm(nn.Module):
         self.critic = make_critic(
             impl, features, continuous_dim, config.hidden, config.critics, config.critic_layer_norm
         )
-        actor = make_actor(features, continuous_dim, policy_config)
+        actor = self.make_actor(features, continuous_dim, policy_config)
         self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_temperature)))
@@ -169,8 +169,18 @@ class SACAlgorithm(nn.Module):
             image_bf16=config.image_bf16,
         )
 
+    def make_actor(self, features: int, action_dim: int, policy_config) -> nn.Module:
+        return make_actor(features, action_dim, policy_config)
+
     def make_policy(self, spec, policy_config, encoder, actor, seed: int) -> GaussianPolicy:
         return GaussianPolicy(spec, policy_config, encoder, actor, seed, self.device)
+
+    def sample_action(
+        self, features: torch.Tensor, base_action: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The policy's action (B, A) at these features, with gradients, and its log-probability (B,)
+        (`base_action`: a residual's input, unused here)."""
+        return self.actor(features, generator=self.generator)
 
     @classmethod
     def relabel_demo(cls, episode: Episode) -> Episode:
@@ -255,7 +265,7 @@ class SACAlgorithm(nn.Module):
         self, batch: Batch, features: torch.Tensor, next_features: torch.Tensor, next_target_features
     ) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            next_action, next_log_prob = self.actor(next_features, generator=self.generator)
+            next_action, next_log_prob = self.sample_action(next_features, batch.next_base_action)
             # Only the M sampled target critics are evaluated (RLPD subsamples the parameters too);
             # drawn on the host so the loop ensemble can index its modules without a device sync.
             members = torch.randperm(self.config.critics, generator=self.subset_generator)
@@ -281,9 +291,9 @@ class SACAlgorithm(nn.Module):
         return {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
     def update_actor(
-        self, features: torch.Tensor, data_action: torch.Tensor
+        self, features: torch.Tensor, data_action: torch.Tensor, base_action: torch.Tensor | None = None
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        action, log_prob = self.actor(features, generator=self.generator)
+        action, log_prob = self.sample_action(features, base_action)
         q = self.critic(features, action)
         loss = actor_loss(q, log_prob, self.alpha.detach())
         metrics = {}
@@ -314,7 +324,7 @@ class SACAlgorithm(nn.Module):
         for minibatch in batch.split(utd):
             metrics, features = self.update_critic(minibatch)
         data_action = minibatch.action[:, : self.continuous_action_dim(self.spec)]
-        actor_metrics, log_prob = self.update_actor(features, data_action)
+        actor_metrics, log_prob = self.update_actor(features, data_action, minibatch.base_action)
         metrics = {**metrics, **actor_metrics, **self.update_temperature(log_prob)}
         self.nonfinite_streak = torch.where(self._update_finite, 0, self.nonfinite_streak + 1)
         self.nonfinite_total = self.nonfinite_total + (~self._update_finite).long()
