@@ -10,7 +10,7 @@ actors send what their base proposed; demos are relabelled by running the base a
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import torch
@@ -53,16 +53,7 @@ class ResidualSACAlgorithm(SACAlgorithm):
     def policy_config(self, config: SACConfig) -> ResidualPolicyConfig:
         """The residual's settings with the acting half of the `--agent.*` flags."""
         acting = SACAlgorithm.policy_config(config)
-        return replace(
-            self.residual_config,
-            hidden=acting.hidden,
-            log_std_min=acting.log_std_min,
-            log_std_max=acting.log_std_max,
-            encoder=acting.encoder,
-            encoder_hash=acting.encoder_hash,
-            pretrained_encoder=acting.pretrained_encoder,
-            image_bf16=acting.image_bf16,
-        )
+        return replace(self.residual_config, **{f.name: getattr(acting, f.name) for f in fields(acting)})
 
     def make_actor(self, features: int, action_dim: int, policy_config) -> nn.Module:
         actor = TanhGaussianActor(
