@@ -86,12 +86,21 @@ class ActionPipeline:
         if self.explore is not None:
             self.explore.reset()
 
+    def propose(self, obs: Observation) -> np.ndarray:
+        """The base stage's action for `obs` alone (a residual run's final observation, whose base
+        action the replay keeps for the last step's target)."""
+        return self._propose(self.base, obs, deterministic=False)
+
+    def _propose(self, policy: Policy, obs: Observation, deterministic: bool) -> np.ndarray:
+        # Under a residual the base acts deterministically: exploration is the residual's.
+        return policy.act(obs, deterministic=deterministic or self.residual is not None)
+
     def act(self, obs: Observation, deterministic: bool = False) -> Decision:
         exploring = not deterministic and self.decisions < self.explore_steps
         if not deterministic:
             self.decisions += 1
         policy = self.explore if exploring else self.base
-        action = base_action = policy.act(obs, deterministic=deterministic)
+        action = base_action = self._propose(policy, obs, deterministic)
         source = "policy"
         if self.residual is not None:
             action = self.residual.correct(obs, base_action, deterministic)

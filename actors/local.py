@@ -37,6 +37,7 @@ class LocalActor:
         self._finished: list[tuple[float, bool]] = []  # (return, success) since the last row
         self.pipeline: ActionPipeline | None = None
         self._obs = None
+        self._decision = None  # under a residual: the decision already made for self._obs
 
     # -- the step source ----------------------------------------------------------------------
     def fresh_start(self) -> None:
@@ -51,13 +52,15 @@ class LocalActor:
         """One env step (training: the stochastic policy)."""
         if self.env_steps >= limit:
             return
-        action = self.pipeline.act(self._obs).action
-        next_obs, reward, terminated, truncated, info = self.env.step(action)
-        self.replay.add(action, reward, terminated, truncated, next_obs)
+        decision = self._decision or self.pipeline.act(self._obs)
+        self._decision = None
+        next_obs, reward, terminated, truncated, info = self.env.step(decision.action)
+        done = terminated or truncated
+        self.replay.add(decision.action, reward, terminated, truncated, self._observed(next_obs, final=done))
         self.env_steps += 1
         self._episode_return += float(reward)
         self._episode_success = self._episode_success or bool(info.get("success"))
-        if terminated or truncated:
+        if done:
             self._finished.append((self._episode_return, self._episode_success))
             self._episode_return, self._episode_success = 0.0, False
             self.episodes += 1
@@ -67,8 +70,19 @@ class LocalActor:
     def _reset(self):
         obs, _ = self.env.reset(seed=self.seed + self.episodes)
         self.pipeline.reset()
-        self.replay.start_episode(obs)
+        self.replay.start_episode(self._observed(obs, final=False))
         return obs
+
+    def _observed(self, obs, final: bool):
+        """`obs` as the replay stores it. Under a residual it carries the base's action there: the
+        next decision is made now (its base proposal is that action), or for a final observation the
+        base's proposal alone."""
+        if self.pipeline.residual is None:
+            return obs
+        if final:
+            return {**obs, "base_action": self.pipeline.propose(obs)}
+        self._decision = self.pipeline.act(obs)
+        return {**obs, "base_action": self._decision.base_action}
 
     def after_update(self, policy: Policy, updates: int) -> None:
         pass  # the pipeline holds the learner's policy object itself

@@ -95,6 +95,16 @@ class TrainConfig:
     algorithm: Literal["sac", "hybrid-gripper"] = "sac"
     """What learns (learner.algorithms): RLPD SAC, or HIL-SERL's hybrid agent, whose last action dim
     is a discrete gripper (open/stay/close) with a double-DQN critic. Both take --agent.* flags."""
+    residual: bool = False
+    """Residual RL (ResFiT): learn a small correction over the frozen --base-policy instead of a policy
+    from scratch; executed = clip(base + residual), the critics see the executed action."""
+    base_policy: str | None = field(default=None, metadata={"path": "existing_file"})
+    """The frozen base policy's MODEL (`realrl bc train`) that --residual corrects."""
+    base_policy_hash: str | None = None
+    """Content hash of --base-policy: filled in when a run starts, then checked on --resume."""
+    residual_scale: float = field(default=0.1, metadata={"gt": 0, "max": 1})
+    """Largest residual correction per action dim, in the normalised action space (ResFiT: 0.1, 0.2
+    on harder tasks)."""
     task: str = "PickCube"
     """Task id (realrl/PickCube-v0) or short name (PickCube)."""
     env: str | None = None
@@ -177,6 +187,17 @@ class TrainConfig:
                 f"--agent.log-std-min ({self.agent.log_std_min}) must be below --agent.log-std-max "
                 f"({self.agent.log_std_max})"
             )
+        self._check_residual()
+
+    def _check_residual(self) -> None:
+        if self.residual != (self.base_policy is not None):
+            raise ValueError("--residual and --base-policy MODEL go together (a residual corrects a base)")
+        if self.residual and self.algorithm != "sac":
+            raise ValueError(
+                f"--residual trains with SAC; --algorithm {self.algorithm} has no residual variant"
+            )
+        if self.residual and self.actors:
+            raise ValueError("--residual runs with the in-process actor (--actors 0) so far")
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,9 @@ RUN_FIELDS = frozenset(
     {
         "preset",
         "algorithm",
+        "residual",
+        "base_policy_hash",
+        "residual_scale",
         "task",
         "env",
         "obs",
@@ -330,6 +333,7 @@ def build_replay(
         n_step=config.n_step,
         gamma=config.agent.gamma,
         frame_maps=EncoderMaps(encoder, replay_device) if frozen else None,
+        base_action_dim=action_dim if config.residual else 0,
     )
     demo_slots = 2
     if demo_dir is not None:

@@ -34,8 +34,10 @@ from learner.loop import (
     with_fields,
 )
 from learner.sources import IngestSource, learner_welcome
+from policies.configs import ResidualPolicyConfig
 from policies.encoder_files import load_encoder_model
 from policies.encoders import AUTO_ENCODER, PRETRAINED_PREFIX
+from policies.policy_files import load_policy
 from policies.random import RandomPolicy
 
 _log = logging.getLogger(__name__)
@@ -197,6 +199,32 @@ def with_encoder_identity(config: TrainConfig) -> TrainConfig:
     return replace(config, agent=agent)
 
 
+def with_base_identity(config: TrainConfig) -> TrainConfig:
+    """--base-policy as the run saves it: the model's absolute path and its content hash (a
+    --resume, and the residual built over it, refuse another base). A given hash must be its."""
+    if config.base_policy is None:
+        return config
+    path = Path(config.base_policy).expanduser().resolve()
+    found = load_policy(path).hash
+    if config.base_policy_hash not in (None, found):
+        raise ValueError(f"--base-policy-hash {config.base_policy_hash}: the model {path} hashes to {found}")
+    return replace(config, base_policy=str(path), base_policy_hash=found)
+
+
+def residual_settings(config: TrainConfig) -> ResidualPolicyConfig | None:
+    if not config.residual:
+        return None
+    return ResidualPolicyConfig(
+        scale=config.residual_scale, base=config.base_policy, base_hash=config.base_policy_hash
+    )
+
+
+def run_algorithm(config: TrainConfig, spec, device):
+    return make_algorithm(
+        config.algorithm, config.agent, spec, device, config.seed, residual_settings(config)
+    )
+
+
 def build_loop(
     config: TrainConfig,
     out: str | Path,
@@ -216,7 +244,7 @@ def build_loop(
     if config.env is None:
         config = replace(config, task=resolve_task_id(config.task))
     if not resume:  # a resumed run keeps the identity it saved; make_encoder checks it
-        config = with_encoder_identity(config)
+        config = with_base_identity(with_encoder_identity(config))
     config, lock = open_run(config, out, resume)
     try:
         return _build_loop(config, out, lock, server, on_ready, resume, progress, stop)
@@ -256,7 +284,7 @@ def _build_loop(
     )
     random_steps = config.random_steps
     if random_steps is None:  # without demos, explore uniformly until learning starts
-        random_steps = 0 if len(replay.demo) else config.learning_starts
+        random_steps = 0 if len(replay.demo) or config.residual else config.learning_starts
     if server is None:
         explore = RandomPolicy(spec, seed=config.seed)
         source = LocalActor(env, replay.online, config.seed, explore, random_steps)
@@ -275,9 +303,7 @@ def _demos_and_algorithm(config: TrainConfig, out: Path, eval_env, device, progr
     the demos are recorded; an auto one is pretrained after, on them."""
     spec = policy_spec(eval_env)
     auto_encoder = bool(spec.cameras) and config.agent.encoder == AUTO_ENCODER
-    algorithm = (
-        None if auto_encoder else make_algorithm(config.algorithm, config.agent, spec, device, config.seed)
-    )
+    algorithm = None if auto_encoder else run_algorithm(config, spec, device)
     demo_dir = None if config.env else prepare_demos(config, out, progress, stop)
     if demo_dir is not None:  # before anything trains on them
         check_manifest(
@@ -291,7 +317,7 @@ def _demos_and_algorithm(config: TrainConfig, out: Path, eval_env, device, progr
         config = with_auto_encoder(config, out, device, demo_dir, progress, stop)
         save_config(config, out / "config.json")  # the concrete encoder: what a resume and actors load
         seed_everything(config.seed)
-        algorithm = make_algorithm(config.algorithm, config.agent, spec, device, config.seed)
+        algorithm = run_algorithm(config, spec, device)
     if spec.cameras and device.type == "cpu" and not algorithm.encoder.frozen_trunk:
         _log.warning(
             "--agent.encoder %s trains a conv net on every batch: ~7 s per update on a 2-core CPU. On a "
