@@ -172,6 +172,9 @@ class ValidateConfig:
     (the twin's expert); or give --checkpoint instead."""
     checkpoint: str | None = field(default=None, metadata={"path": "existing_dir"})
     """A run directory of `realrl train`/`learner`: its latest checkpoint's policy."""
+    base_policy: str | None = field(default=None, metadata={"path": "existing_file"})
+    """A residual policy's base MODEL on this machine (default: the path its run saved); refused
+    unless it is the base the residual was trained over (same content hash)."""
     episodes: int = field(default=20, metadata={"min": 1})
     """Episodes to roll out."""
     seed: int = 1_000_000

@@ -19,7 +19,7 @@ from actors.specs import policy_spec
 from envs import make_env
 from formats.files import atomic_write
 from policies import Policy
-from policies.policy_files import load_policy
+from policies.policy_files import load_policy, read_policy_file
 from policies.random import RandomPolicy
 
 _log = logging.getLogger(__name__)
@@ -53,11 +53,19 @@ def load_validated_policy(config: ValidateConfig) -> tuple[Policy | None, dict[s
     path = policy_model_path(config)
     if path is None:
         return None, {"policy": config.policy}
-    changes = {"sample_steps": config.sample_steps} if config.sample_steps else None
+    kind = read_policy_file(path)[0]["description"]["kind"]
+    if config.sample_steps and kind != "bc-shortcut":
+        raise ValueError(f"--sample-steps: {path} is a {kind} policy, not a shortcut one")
+    if config.base_policy and kind != "residual":
+        raise ValueError(f"--base-policy: {path} is a {kind} policy, not a residual over a base")
+    changes = {"sample_steps": config.sample_steps} if config.sample_steps else {}
+    if config.base_policy:
+        changes["base"] = str(Path(config.base_policy).resolve())
     model = load_policy(path, config_changes=changes)
-    if config.sample_steps and model.policy.kind != "bc-shortcut":
-        raise ValueError(f"--sample-steps: {path} is a {model.policy.kind} policy, not a shortcut one")
-    return model.policy, {"policy": str(path), "kind": model.policy.kind, "model_hash": model.hash}
+    about = {"policy": str(path), "kind": kind, "model_hash": model.hash}
+    if kind == "residual":
+        about.update(base_policy=model.policy.config.base, base_hash=model.policy.config.base_hash)
+    return model.policy, about
 
 
 def make_validation_env(config: ValidateConfig, policy: Policy | None):

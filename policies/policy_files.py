@@ -47,10 +47,9 @@ def save_policy(path: str | Path, policy: Policy, info: dict[str, Any]) -> str:
     return digest
 
 
-def load_policy(path: str | Path, device="cpu", config_changes: dict[str, Any] | None = None) -> PolicyModel:
-    """Read, check and build the policy of a model file. `config_changes` sets acting-time fields of
-    its config (e.g. a shortcut policy's `sample_steps`); the hash is of the file as saved. A
-    missing, truncated, foreign or edited file is refused, naming it."""
+def read_policy_file(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(meta, weights) of a model file, checked: its format, and that its contents still hash to the
+    identity it was saved with. A missing, truncated, foreign or edited file is refused, naming it."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"policy model {path}: no such file (write one with `realrl bc train`)")
@@ -62,10 +61,18 @@ def load_policy(path: str | Path, device="cpu", config_changes: dict[str, Any] |
         raise ValueError(f"policy model {path}: not a readable realrl policy file ({error})") from error
     if meta.get("format") != FORMAT:
         raise ValueError(f"policy model {path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    description = meta["description"]
-    digest = policy_hash(description, weights)
+    digest = policy_hash(meta["description"], weights)
     if digest != meta["hash"]:
         raise ValueError(f"policy model {path}: its contents hash to {digest}, the file says {meta['hash']}")
+    return meta, weights
+
+
+def load_policy(path: str | Path, device="cpu", config_changes: dict[str, Any] | None = None) -> PolicyModel:
+    """Read, check and build the policy of a model file (read_policy_file). `config_changes` sets
+    acting-time fields of its config (a shortcut policy's `sample_steps`, a residual's `base` file);
+    the hash is of the file as saved."""
+    meta, weights = read_policy_file(path)
+    description = meta["description"]
     if config_changes:
         description = {**description, "config": {**description.get("config", {}), **config_changes}}
     try:
@@ -73,4 +80,4 @@ def load_policy(path: str | Path, device="cpu", config_changes: dict[str, Any] |
         policy.load_weights(weights)
     except ValueError as error:
         raise ValueError(f"policy model {path}: {error}") from error
-    return PolicyModel(policy.eval(), digest, meta.get("info", {}), str(path))
+    return PolicyModel(policy.eval(), meta["hash"], meta.get("info", {}), str(path))

@@ -100,3 +100,34 @@ def test_flags_that_do_not_go_together_are_one_error_line(setup, tmp_path, capsy
     code = main(argv + [str(root / "base.pt") if f == "BASE" else f for f in flags])
     assert code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def validate(capsys, *argv: str) -> tuple[int, dict | None, str]:
+    code = main(["validate", "--task", "PegInsert", "--episodes", "3", "--json", *argv])
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.splitlines() if line.startswith("{")]
+    return code, json.loads(lines[-1]) if lines else None, captured.err
+
+
+def test_validate_runs_a_residual_checkpoint_over_its_base_and_only_its_base(setup, tmp_path, capsys):
+    """No update made (learning starts after the run): the residual is still zero, so validate gives
+    exactly the base's episodes through the same composition."""
+    root, digest = setup
+    out = tmp_path / "run"
+    build_loop(replace(config(root, 30), learning_starts=1000), out, progress=False).run()
+    code, residual, err = validate(capsys, "--checkpoint", str(out))
+    assert code == 0, err
+    assert residual["kind"] == "residual" and residual["base_hash"] == digest
+    code, base, _ = validate(capsys, "--policy", str(root / "base.pt"))
+    for figure in ("success_rate", "mean_return", "mean_length", "violations"):
+        assert residual[figure] == base[figure], figure
+    copy = tmp_path / "copy.pt"
+    shutil.copy(root / "base.pt", copy)
+    code, moved, _ = validate(capsys, "--checkpoint", str(out), "--base-policy", str(copy))
+    assert code == 0 and moved["base_policy"] == str(copy.resolve())
+    other = tmp_path / "other.pt"
+    save_policy(other, GaussianBCPolicy.build(PolicySpec(17, 4), BCPolicyConfig(hidden=(16,))), {})
+    code, _, err = validate(capsys, "--checkpoint", str(out), "--base-policy", str(other))
+    assert code == 2 and f"this residual was trained over base {digest}" in err
+    code, _, err = validate(capsys, "--policy", str(root / "base.pt"), "--base-policy", str(copy))
+    assert code == 2 and "is a bc-gaussian policy, not a residual over a base" in err
