@@ -105,6 +105,9 @@ class TrainConfig:
     residual_scale: float = field(default=0.1, metadata={"gt": 0, "max": 1})
     """Largest residual correction per action dim, in the normalised action space (ResFiT: 0.1, 0.2
     on harder tasks)."""
+    residual_noise: float = field(default=0.03, metadata={"gt": 0})
+    """The residual's initial exploration std in action units (ResFiT's 0.025-0.05): a fresh residual
+    explores this close around the base; SAC's temperature adapts it from there."""
     task: str = "PickCube"
     """Task id (realrl/PickCube-v0) or short name (PickCube)."""
     env: str | None = None

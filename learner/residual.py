@@ -63,7 +63,7 @@ class ResidualSACAlgorithm(SACAlgorithm):
             policy_config.log_std_min,
             policy_config.log_std_max,
         )
-        return zero_last_layer(actor)
+        return zero_last_layer(actor, self.residual_config.init_noise / self.residual_config.scale)
 
     def make_policy(self, spec, policy_config, encoder, actor, seed: int) -> ResidualPolicy:
         base = load_base(policy_config, self.device)

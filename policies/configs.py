@@ -77,6 +77,9 @@ class ResidualPolicyConfig(GaussianPolicyConfig):
 
     scale: float = field(default=0.1, metadata={"gt": 0.0, "max": 1.0})
     """Largest correction per action dim (ResFiT: 0.1, 0.2 on harder tasks)."""
+    init_noise: float = field(default=0.03, metadata={"gt": 0.0})
+    """Initial exploration std of the correction, in action units (ResFiT's TD3 noise: 0.025-0.05):
+    a fresh residual explores this close around the base (its mean is exactly the base's)."""
     base: str = ""
     """The base policy's MODEL file (set by the run from --base-policy; an actor on another machine
     gives its own copy's path with --base-policy)."""

@@ -6,6 +6,7 @@ ships once, by hash, and weight pushes carry only the residual."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,14 @@ from policies.sac import EncodedPolicy, make_encoder
 BASE_KEYS = "base."
 
 
-def zero_last_layer(actor: TanhGaussianActor) -> TanhGaussianActor:
-    """Mean and log-std outputs start at 0: tanh(0) = 0, no correction until training moves it."""
+def zero_last_layer(actor: TanhGaussianActor, noise: float = 1.0) -> TanhGaussianActor:
+    """The mean output starts at 0 (tanh(0) = 0: no correction until training moves it), the
+    log-std output at log(`noise`): the residual's initial exploration std, before tanh and scale."""
     last = actor.net[-1]
     torch.nn.init.zeros_(last.weight)
     torch.nn.init.zeros_(last.bias)
+    with torch.no_grad():
+        last.bias[last.out_features // 2 :] = math.log(noise)
     return actor
 
 
@@ -81,7 +85,8 @@ class ResidualPolicy(EncodedPolicy):
             config.log_std_min,
             config.log_std_max,
         )
-        return cls(spec, config, base, encoder, zero_last_layer(actor), seed, device).to(device)
+        noise = config.init_noise / config.scale
+        return cls(spec, config, base, encoder, zero_last_layer(actor, noise), seed, device).to(device)
 
     def pushed_state_dict(self) -> dict[str, torch.Tensor]:
         """The residual only: the base is loaded from its own file, checked by its hash."""

@@ -215,7 +215,10 @@ def residual_settings(config: TrainConfig) -> ResidualPolicyConfig | None:
     if not config.residual:
         return None
     return ResidualPolicyConfig(
-        scale=config.residual_scale, base=config.base_policy, base_hash=config.base_policy_hash
+        scale=config.residual_scale,
+        init_noise=config.residual_noise,
+        base=config.base_policy,
+        base_hash=config.base_policy_hash,
     )
 
 

@@ -96,3 +96,13 @@ def test_a_residual_meets_only_its_own_base(base_file, tmp_path):
         residual_over(wide, None)
     with pytest.raises(ValueError, match="needs its base policy's MODEL file"):
         ResidualPolicy.build(SPEC, ResidualPolicyConfig(hidden=(16,)))
+
+
+def test_a_fresh_residual_explores_with_its_initial_noise(base_file):
+    residual = residual_over(*base_file, scale=0.2, init_noise=0.03)
+    state = torch.zeros(4096, 3)
+    base_action = torch.zeros(4096, 2)
+    correction = residual.correct_batch(state, {}, base_action, deterministic=False)
+    # tanh is nearly linear at a pre-tanh std of 0.15: the executed noise has std ~0.03 and mean 0.
+    np.testing.assert_allclose(correction.std(dim=0).numpy(), [0.03, 0.03], rtol=0.06)
+    assert correction.mean(dim=0).abs().max() < 0.003
