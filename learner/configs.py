@@ -105,6 +105,10 @@ class TrainConfig:
     residual_scale: float = field(default=0.1, metadata={"gt": 0, "max": 1})
     """Largest residual correction per action dim, in the normalised action space (ResFiT: 0.1, 0.2
     on harder tasks)."""
+    critic_warmup: int | None = field(default=None, metadata={"min": 0})
+    """Critic updates before the actor's (and the temperature's) first (ResFiT's critic warm-up: the
+    actor then starts from critics that know the value of what is done); none means 1000 with
+    --residual (a residual explores as the base plus --residual-noise meanwhile), else 0."""
     residual_noise: float = field(default=0.03, metadata={"gt": 0})
     """The residual's initial exploration std in action units (ResFiT's 0.025-0.05): a fresh residual
     explores this close around the base; SAC's temperature adapts it from there."""

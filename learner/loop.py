@@ -61,6 +61,7 @@ class TrainingError(RuntimeError):
 
 
 # -- the run directory and the replay -------------------------------------------------------------
+RESIDUAL_CRITIC_WARMUP = 1000  # --critic-warmup's default under --residual (critic updates)
 RUN_FIELDS = frozenset(
     {
         "preset",
@@ -368,6 +369,10 @@ class TrainingLoop:
         self.config, self.out, self.progress = config, out, progress
         self.algorithm, self.replay, self.source, self.evaluate = algorithm, replay, source, evaluate
         self.ratio = config.critic_actor_ratio or config.utd
+        warmup = config.critic_warmup
+        self.critic_warmup = (
+            warmup if warmup is not None else (RESIDUAL_CRITIC_WARMUP if config.residual else 0)
+        )
         self.checkpoints = Checkpoints(out / "checkpoints", config.keep_checkpoints)
         self.updates = 0
         self.start_wall = time.monotonic()
@@ -562,7 +567,9 @@ class TrainingLoop:
                 self.algorithm.fit_state_normalizer(source.stored_states())
         batch = self.replay.sampler.sample(c.batch_size * self.ratio).to(self.algorithm.device)
         self.updates += self.ratio
-        return self.algorithm.update(batch, self.ratio)
+        # Critic-only updates first (ResFiT's critic warm-up): the actor starts on critics that have
+        # learned the value of what is being done (under a residual: the base's).
+        return self.algorithm.update(batch, self.ratio, train_actor=self.updates > self.critic_warmup)
 
     def _log_training(self, metrics: dict[str, torch.Tensor]) -> None:
         values = {name: float(value) for name, value in metrics.items()}  # the one host sync per row

@@ -316,16 +316,18 @@ class SACAlgorithm(nn.Module):
         self._track_finite(guarded_step(self.temperature_optimizer, [self.log_alpha], grads, loss))
         return {"temperature_loss": loss.detach(), "temperature": self.alpha.detach()}
 
-    def update(self, batch: Batch, utd: int = 1) -> dict[str, torch.Tensor]:
+    def update(self, batch: Batch, utd: int = 1, train_actor: bool = True) -> dict[str, torch.Tensor]:
         """`utd` critic updates on equal slices of `batch`, then one actor and one temperature update
-        on the last slice (RLPD). Returns detached metric tensors (read them only when logging).
-        An update with any non-finite loss counts towards `nonfinite_streak`."""
+        on the last slice (RLPD), unless not `train_actor` (a critic warm-up). Returns detached metric
+        tensors (read them only when logging). An update with any non-finite loss counts towards
+        `nonfinite_streak`."""
         self._update_finite = torch.ones((), dtype=torch.bool, device=self.device)
         for minibatch in batch.split(utd):
             metrics, features = self.update_critic(minibatch)
-        data_action = minibatch.action[:, : self.continuous_action_dim(self.spec)]
-        actor_metrics, log_prob = self.update_actor(features, data_action, minibatch.base_action)
-        metrics = {**metrics, **actor_metrics, **self.update_temperature(log_prob)}
+        if train_actor:
+            data_action = minibatch.action[:, : self.continuous_action_dim(self.spec)]
+            actor_metrics, log_prob = self.update_actor(features, data_action, minibatch.base_action)
+            metrics = {**metrics, **actor_metrics, **self.update_temperature(log_prob)}
         self.nonfinite_streak = torch.where(self._update_finite, 0, self.nonfinite_streak + 1)
         self.nonfinite_total = self.nonfinite_total + (~self._update_finite).long()
         return {**metrics, "nonfinite_streak": self.nonfinite_streak.clone()}

@@ -253,7 +253,7 @@ def burst_loop(tmp_path, source_factory, **overrides):
     algorithm = SACAlgorithm(config.agent, PolicySpec(3, 2), seed=0)
     actor_updates = []
     update = algorithm.update
-    algorithm.update = lambda batch, ratio: actor_updates.append(ratio) or update(batch, ratio)
+    algorithm.update = lambda batch, ratio, **kw: actor_updates.append(ratio) or update(batch, ratio, **kw)
     source = source_factory(replay.online)
 
     def evaluate(policy):

@@ -85,3 +85,18 @@ def test_a_residual_without_a_base_or_with_bc_weight_is_refused():
         ResidualSACAlgorithm(small_config(), SPEC, residual=None)
     with pytest.raises(ValueError, match="not for a residual"):
         ResidualSACAlgorithm(small_config(bc_weight=1.0), SPEC, residual=ResidualPolicyConfig(base="x"))
+
+
+def test_a_critic_warmup_update_leaves_the_actor_and_temperature_alone(algorithm):
+    actor_before = [p.clone() for p in algorithm.actor.parameters()]
+    critic_before = [p.clone() for p in algorithm.critic.parameters()]
+    alpha_before = algorithm.log_alpha.detach().clone()
+    metrics = algorithm.update(
+        with_base_actions(random_batch(n=32, state_dim=6, action_dim=3)), train_actor=False
+    )
+    assert "actor_loss" not in metrics and "critic_loss" in metrics
+    assert all(torch.equal(p, q) for p, q in zip(algorithm.actor.parameters(), actor_before, strict=True))
+    assert torch.equal(algorithm.log_alpha.detach(), alpha_before)
+    assert any(
+        not torch.equal(p, q) for p, q in zip(algorithm.critic.parameters(), critic_before, strict=True)
+    )

@@ -131,3 +131,19 @@ def test_validate_runs_a_residual_checkpoint_over_its_base_and_only_its_base(set
     assert code == 2 and f"this residual was trained over base {digest}" in err
     code, _, err = validate(capsys, "--policy", str(root / "base.pt"), "--base-policy", str(copy))
     assert code == 2 and "is a bc-gaussian policy, not a residual over a base" in err
+
+
+def test_the_actor_starts_after_the_critic_warmup(setup, tmp_path):
+    root, _ = setup
+    run = replace(config(root, 100), critic_warmup=40)
+    build_loop(run, tmp_path / "run", progress=False).run()
+    rows = [
+        r
+        for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+        if "critic_loss" in r
+    ]
+    # Updates from step 20 on, one per step: 31 at 50 env steps (warm-up), 81 at 100 (the actor's on).
+    assert [(r["env_steps"], r["updates"], "actor_loss" in r) for r in rows] == [
+        (50, 31, False),
+        (100, 81, True),
+    ]
