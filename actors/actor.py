@@ -163,9 +163,11 @@ class Actor:
 
         from policies import build_policy, with_encoder_model
         from policies.random import RandomPolicy
+        from policies.residual import with_base_model
 
         torch.set_num_threads(self.config.threads)
         description = with_encoder_model(welcome["policy"], self.config.encoder_model)
+        description = with_base_model(description, self.config.base_policy)
         self.policy = build_policy(description, device="cpu", seed=self.config.seed)
         self.policy.spec.check(policy_spec(self.env), "the learner's policy does not fit this env")
         if self.policy.discrete_gripper:
@@ -217,6 +219,10 @@ class Actor:
                 final_state=np.asarray(next_obs["state"], dtype=np.float32),
                 final_images=dict(next_obs.get("images", {})),
             )
+            if self.pipeline.residual is not None:  # the learner's replay keeps the base's proposals
+                record.base_action = decision.base_action
+                if terminated or truncated:
+                    record.final_base_action = self.pipeline.propose(next_obs)
             self._hand_over(record, encode_step(record, image_codec=c.image_codec), stop)
             t += 1
             obs = next_obs

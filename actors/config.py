@@ -81,6 +81,10 @@ class ActorConfig:
     """This machine's copy of the run's frozen encoder model (a run with --agent.encoder
     pretrained:MODEL, or auto on a CPU learner: <out>/encoder.pt), for when it is not at the path the
     learner names; refused unless its weights hash to the run's encoder. none: the learner's path."""
+    base_policy: str | None = field(default=None, metadata={"path": "existing_file"})
+    """This machine's copy of a residual run's base MODEL (the base ships once, by hash: pushes carry
+    only the residual), for when it is not at the path the learner names; refused unless it hashes
+    to the run's base. none: the learner's path."""
     curve_secret: str | None = field(default=None, metadata={"path": "existing_file"})
     """This actor's NAME.key_secret (from `realrl keys generate`): encrypt; needs --learner-key."""
     learner_key: str | None = field(default=None, metadata={"path": "existing_file"})

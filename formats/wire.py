@@ -266,6 +266,10 @@ class RecordSpec:
     state_dim: int
     action_dim: int
     image_shapes: Mapping[str, tuple[int, int, int]]
+    # A residual run's records also carry the base policy's action at their observation (and at the
+    # final one). A property of the run, not of the observations: not in to_json (an actor's hello
+    # states what its env observes; it learns about the residual from the learner's welcome).
+    base_action_dim: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -305,6 +309,8 @@ class StepRecord:
     filter_delta: float = 0.0  # how far the safety filter moved the action (L2 norm, action units)
     final_state: np.ndarray | None = None
     final_images: dict[str, np.ndarray] | None = None
+    base_action: np.ndarray | None = None  # a residual run's: the base policy's action at `state`
+    final_base_action: np.ndarray | None = None  # ... and at the final observation
 
     @property
     def done(self) -> bool:
@@ -322,11 +328,17 @@ def encode_step(record: StepRecord, *, image_codec: str = "raw") -> list[bytes |
     """Frames of a step record (zero-copy for raw arrays)."""
     arrays = {"state": record.state, "action": record.action}
     arrays.update({f"image.{name}": frame for name, frame in record.images.items()})
+    if record.base_action is not None:
+        arrays["base_action"] = record.base_action
     if record.done:
         if record.final_state is None:
             raise ValueError("the last record of an episode needs final_state (the final observation)")
         arrays["final.state"] = record.final_state
         arrays.update({f"final.image.{name}": frame for name, frame in (record.final_images or {}).items()})
+        if record.base_action is not None:
+            if record.final_base_action is None:
+                raise ValueError("a residual run's last record needs final_base_action")
+            arrays["final.base_action"] = record.final_base_action
     fields = {
         "actor": record.actor,
         "session": record.session,
@@ -387,6 +399,8 @@ def parse_step(message: Message, spec: RecordSpec) -> StepRecord:
         filter_delta=float(delta),
         final_state=arrays["final.state"] if done else None,
         final_images={name: arrays[f"final.image.{name}"] for name in cameras} if done else None,
+        base_action=arrays.get("base_action"),
+        final_base_action=arrays.get("final.base_action"),
     )
 
 
@@ -399,10 +413,14 @@ def _record_arrays(spec: RecordSpec, final: bool) -> dict[str, tuple[np.dtype, t
     expected["action"] = (np.dtype(np.float32), (spec.action_dim,))
     for name, shape in spec.image_shapes.items():
         expected[f"image.{name}"] = (np.dtype(np.uint8), tuple(shape))
+    if spec.base_action_dim:
+        expected["base_action"] = (np.dtype(np.float32), (spec.base_action_dim,))
     if final:
         expected["final.state"] = expected["state"]
         for name, shape in spec.image_shapes.items():
             expected[f"final.image.{name}"] = (np.dtype(np.uint8), tuple(shape))
+        if spec.base_action_dim:
+            expected["final.base_action"] = expected["base_action"]
     return expected
 
 

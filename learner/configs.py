@@ -203,8 +203,6 @@ class TrainConfig:
             raise ValueError(
                 f"--residual trains with SAC; --algorithm {self.algorithm} has no residual variant"
             )
-        if self.residual and self.actors:
-            raise ValueError("--residual runs with the in-process actor (--actors 0) so far")
 
 
 @dataclass(frozen=True)

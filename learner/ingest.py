@@ -227,6 +227,12 @@ class Ingest:
             stats.episode_return, stats.episode_success = 0.0, False
             self._flush(stream)
 
+    def _base_actions(self, records: list[StepRecord], last: StepRecord | None) -> np.ndarray | None:
+        """A residual run's base actions, one per observation (the final one's from `last`)."""
+        if not self.spec.base_action_dim:
+            return None
+        return np.stack([r.base_action for r in records] + ([last.final_base_action] if last else []))
+
     def _flush(self, stream: Stream) -> None:
         """Store the stream's fragment as one episode. Without the final observation (an episode cut
         short) the last record gives only its observation: its action has no next observation."""
@@ -257,6 +263,7 @@ class Ingest:
             success=column("success", bool),
             safety_margin=column("safety_margin", np.float32),
             intervened=column("intervened", bool),
+            base_action=self._base_actions(records, last if final else None),
         )
         self.buffer.add_episode(episode, np.array(ids, dtype=np.int64))
         stats = self.actor(stream.actor)  # counted when stored: a journal replay stores each step once

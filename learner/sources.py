@@ -99,7 +99,10 @@ class IngestSource:
         on_ready=None,
     ) -> None:
         spec = RecordSpec(
-            state_dim=online.state_dim, action_dim=online.action_dim, image_shapes=online.image_shapes
+            state_dim=online.state_dim,
+            action_dim=online.action_dim,
+            image_shapes=online.image_shapes,
+            base_action_dim=online.base_action_dim,
         )
         self.config = config
         self.journal = Journal(journal_dir, checksums=server_config.fsync_journal)

@@ -90,7 +90,6 @@ def test_a_resume_over_another_base_is_refused(setup, tmp_path):
     [
         (["--residual"], "--residual and --base-policy MODEL go together"),
         (["--base-policy", "BASE"], "--residual and --base-policy MODEL go together"),
-        (["--residual", "--base-policy", "BASE", "--actors", "2"], "in-process actor (--actors 0) so far"),
         (["--residual", "--base-policy", "BASE", "--algorithm", "hybrid-gripper"], "no residual variant"),
     ],
 )
