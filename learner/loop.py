@@ -602,7 +602,9 @@ class TrainingLoop:
         self._bar.set_postfix(updates_per_s=f"{row['updates_per_s']:.0f}", actors=row.get("live_actors"))
 
     def _evaluate(self) -> None:
-        row = {**self.counters(), **self.evaluate(self.algorithm.policy)}
+        # A copy: the in-process actor's policy may be mid-episode, and a stateful base (a chunked BC
+        # policy under a residual) must keep its acting state through the evaluation episodes.
+        row = {**self.counters(), **self.evaluate(copy.deepcopy(self.algorithm.policy))}
         self._evaluated_at = self._counts()
         self.metrics.write(row)
         self.metrics.plot()

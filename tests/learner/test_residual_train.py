@@ -146,3 +146,15 @@ def test_the_actor_starts_after_the_critic_warmup(setup, tmp_path):
         (50, 31, False),
         (100, 81, True),
     ]
+
+
+def test_evaluations_run_a_copy_so_the_training_episodes_base_keeps_its_acting_state(setup, tmp_path):
+    root, _ = setup
+    loop = build_loop(replace(config(root, 60), eval_every=30), tmp_path / "run", progress=False)
+    evaluated, evaluate = [], loop.evaluate
+    loop.evaluate = lambda policy: evaluated.append(policy) or evaluate(policy)
+    loop.run()
+    assert len(evaluated) == 2 and all(p is not loop.algorithm.policy for p in evaluated)
+    assert all(p.base is not loop.algorithm.policy.base for p in evaluated)
+    for name, value in loop.algorithm.policy.state_dict().items():  # the last eval saw these weights
+        assert torch.equal(evaluated[-1].state_dict()[name], value), name
