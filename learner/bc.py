@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from formats.progress import progress_bar
 from learner.configs import BCTrainConfig
 from policies import PolicySpec
 from policies.bc import BC_POLICIES, BCPolicy
+from policies.encoder_files import encoder_identity
 from policies.policy_files import save_policy
 from policies.sac import stack_images
 
@@ -164,7 +165,10 @@ def train_bc(
             "--model.encoder conv runs the whole image encoder on every batch: seconds per step on a "
             "CPU; a frozen trunk (--model.encoder pretrained:MODEL, `realrl encoder pretrain`) is cached"
         )
-    policy = policy_class.build(data.spec, config.model, seed=config.seed)
+    # A frozen trunk's model file by absolute path and hash: the MODEL loads from any directory.
+    encoder, digest = encoder_identity(config.model.encoder, config.model.encoder_hash)
+    model_config = replace(config.model, encoder=encoder, encoder_hash=digest)
+    policy = policy_class.build(data.spec, model_config, seed=config.seed)
     train_episodes, held_episodes = split_episodes(data.episodes, config.held_out_fraction, config.seed)
     train_rows, held_rows = data.rows(train_episodes), data.rows(held_episodes)
     policy.encoder.fit_state_normalizer(data.states[train_rows])

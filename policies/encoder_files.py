@@ -83,3 +83,18 @@ def load_encoder_model(path: str | Path) -> EncoderModel:
     return EncoderModel(
         trunk, tuple(meta["cameras"]), int(meta["image_size"]), digest, meta.get("info", {}), str(path)
     )
+
+
+def encoder_identity(encoder: str, given_hash: str | None = None) -> tuple[str, str | None]:
+    """A pretrained:MODEL encoder as a run or a model file saves it: (pretrained:<absolute path>,
+    the model's content hash), so it loads from any directory and a changed file is refused. Other
+    encoders: (encoder, given_hash). A hash given must be the model's."""
+    from policies.encoders import PRETRAINED_PREFIX
+
+    if not encoder.startswith(PRETRAINED_PREFIX):
+        return encoder, given_hash
+    path = Path(encoder[len(PRETRAINED_PREFIX) :]).expanduser().resolve()
+    found = load_encoder_model(path).hash
+    if given_hash not in (None, found):
+        raise ValueError(f"encoder hash {given_hash}: the model {path} hashes to {found}")
+    return f"{PRETRAINED_PREFIX}{path}", found

@@ -35,7 +35,7 @@ from learner.loop import (
 )
 from learner.sources import IngestSource, learner_welcome
 from policies.configs import ResidualPolicyConfig
-from policies.encoder_files import load_encoder_model
+from policies.encoder_files import encoder_identity
 from policies.encoders import AUTO_ENCODER, PRETRAINED_PREFIX
 from policies.policy_files import load_policy
 from policies.random import RandomPolicy
@@ -186,17 +186,11 @@ def with_encoder_identity(config: TrainConfig) -> TrainConfig:
     """A pretrained:MODEL encoder as the run saves it: the model's absolute path (actor processes
     load the same file) and its content hash (checked on --resume and by every actor). A hash given
     on the command line must be the model's."""
-    encoder = config.agent.encoder
-    if not encoder.startswith(PRETRAINED_PREFIX):
-        return config
-    path = Path(encoder[len(PRETRAINED_PREFIX) :]).expanduser().resolve()
-    found = load_encoder_model(path).hash
-    if config.agent.encoder_hash not in (None, found):
-        raise ValueError(
-            f"--agent.encoder-hash {config.agent.encoder_hash}: the model {path} hashes to {found}"
-        )
-    agent = replace(config.agent, encoder=f"{PRETRAINED_PREFIX}{path}", encoder_hash=found)
-    return replace(config, agent=agent)
+    try:
+        encoder, digest = encoder_identity(config.agent.encoder, config.agent.encoder_hash)
+    except ValueError as error:
+        raise ValueError(f"--agent.encoder-hash: {error}") from error
+    return replace(config, agent=replace(config.agent, encoder=encoder, encoder_hash=digest))
 
 
 def with_base_identity(config: TrainConfig) -> TrainConfig:

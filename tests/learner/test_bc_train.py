@@ -116,6 +116,7 @@ def test_pixel_bc_computes_a_frozen_trunks_maps_once_per_frame_and_keeps_the_tru
     saved = torch.load(tmp_path / "m.pt", weights_only=True)["weights"]
     assert not [name for name in saved if "trunk" in name] and any("heads" in name for name in saved)
     policy = load_policy(tmp_path / "m.pt").policy
+    assert policy.config.encoder == f"pretrained:{trunk.resolve()}" and policy.config.encoder_hash
     episode = next(iter_episodes(demos))
     obs = {"state": episode.states[0], "images": {c: f[0] for c, f in episode.images.items()}}
     action = policy.act(obs)
