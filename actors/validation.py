@@ -18,6 +18,7 @@ from actors.scripted import ScriptedPolicy
 from actors.specs import policy_spec
 from envs import make_env
 from formats.files import atomic_write
+from formats.progress import progress_bar
 from policies import Policy
 from policies.policy_files import load_policy, read_policy_file
 from policies.random import RandomPolicy
@@ -102,8 +103,6 @@ def validate(config: ValidateConfig, progress: bool = True) -> Validated:
 
 
 def run_episodes(env, policy: Policy, config: ValidateConfig, progress: bool) -> list[EpisodeResult]:
-    from formats.progress import progress_bar
-
     evaluator = Evaluator(env, config.episodes, seed=config.seed)
     pipeline = evaluator.compose(policy)
     results, kept = [], 0

@@ -69,13 +69,18 @@ class Policy(nn.Module, ABC):
         """state float (B, S), images uint8 {camera: (B, H, W, 3)}, on `device` -> actions (B, A),
         without gradients (acting; algorithms train through the policy's modules directly)."""
 
-    @torch.no_grad()
-    def act(self, obs: dict[str, Any], deterministic: bool = False) -> np.ndarray:
-        """One env observation (numpy) -> one action in [-1, 1] (numpy float32)."""
+    def batch_of(self, obs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One env observation (numpy) -> (state (1, S), images {camera: (1, H, W, 3)}) on `device`."""
         state = torch.as_tensor(obs["state"], device=self.device).unsqueeze(0)
         images = {
             c: torch.as_tensor(obs["images"][c], device=self.device).unsqueeze(0) for c in self.spec.cameras
         }
+        return state, images
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, Any], deterministic: bool = False) -> np.ndarray:
+        """One env observation (numpy) -> one action in [-1, 1] (numpy float32)."""
+        state, images = self.batch_of(obs)
         return self.act_batch(state, images, deterministic)[0].cpu().numpy().astype(np.float32)
 
     def reset(self) -> None:

@@ -133,10 +133,7 @@ class ResidualPolicy(EncodedPolicy):
     def correct(self, obs: dict[str, Any], base_action, deterministic: bool = False):
         """The composition's residual stage: one observation and the base's action (numpy) -> the
         executed action (numpy float32)."""
-        state = torch.as_tensor(obs["state"], device=self.device).unsqueeze(0)
-        images = {
-            c: torch.as_tensor(obs["images"][c], device=self.device).unsqueeze(0) for c in self.spec.cameras
-        }
+        state, images = self.batch_of(obs)
         base = torch.as_tensor(base_action, device=self.device, dtype=torch.float32).unsqueeze(0)
         return self.correct_batch(state, images, base, deterministic)[0].cpu().numpy()
 
