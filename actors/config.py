@@ -192,6 +192,12 @@ class ValidateConfig:
     """Exit non-zero when more episodes than this had a step with safety_margin < 0."""
     sample_steps: int | None = field(default=None, metadata={"min": 1})
     """A shortcut policy's Euler steps per action (1, 2, 4, 8; default: the model's)."""
+    best_of: int = field(default=1, metadata={"min": 1})
+    """Draw N candidate actions per step and execute the one the critic scores highest (SORL's
+    best-of-N; a sampling policy: sac, residual, bc-gaussian, bc-shortcut). 1: the policy alone."""
+    critic: str | None = field(default=None, metadata={"path": "existing_path"})
+    """The critic of --best-of: a critic.pt, or a run directory (its latest checkpoint's); default:
+    the --checkpoint run's. It must read the task's observations and score its actions."""
     report: str | None = field(default=None, metadata={"path": "output_file"})
     """Report PNG (success and return per episode, camera frames of failed episodes); default:
     validate.png beside the model, in the run directory, or here."""
@@ -201,3 +207,10 @@ class ValidateConfig:
     def check(self) -> None:
         if (self.policy is None) == (self.checkpoint is None):
             raise ValueError("give one of --policy MODEL|random|scripted and --checkpoint RUN_DIR")
+        if self.critic is not None and self.best_of == 1:
+            raise ValueError("--critic ranks the candidates of --best-of N: give N > 1 too")
+        if self.best_of > 1 and self.critic is None and self.checkpoint is None:
+            raise ValueError(
+                "--best-of needs a critic: --critic RUN_DIR|critic.pt (a run on this task), or "
+                "--checkpoint RUN_DIR, whose critic it then uses"
+            )

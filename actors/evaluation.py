@@ -22,6 +22,7 @@ class EpisodeResult:
     length: int
     violations: int  # steps with safety_margin < 0
     step_ms: list[float] = field(default_factory=list)  # policy + env step, per step
+    policy_ms: list[float] = field(default_factory=list)  # the composition's decision alone, per step
     last_frame: np.ndarray | None = None  # env.render() after the last step, when asked for
 
 
@@ -34,7 +35,9 @@ def rollout(
     while True:
         start = time.perf_counter()
         decision = pipeline.act(obs, deterministic=deterministic)
+        decided = time.perf_counter()
         obs, reward, terminated, truncated, info = env.step(decision.action)
+        result.policy_ms.append((decided - start) * 1e3)
         result.step_ms.append((time.perf_counter() - start) * 1e3)
         result.episode_return += float(reward)
         result.length += 1

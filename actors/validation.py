@@ -20,12 +20,14 @@ from envs import make_env
 from formats.files import atomic_write
 from formats.progress import progress_bar
 from policies import Policy
-from policies.policy_files import load_policy, read_policy_file
+from policies.policy_files import load_critic, load_policy, read_policy_file
 from policies.random import RandomPolicy
+from policies.verifier import BestOfN
 
 _log = logging.getLogger(__name__)
 REPORT = "validate.png"
 CHECKPOINT_POLICY = Path("checkpoints") / "latest" / "policy.pt"
+CHECKPOINT_CRITIC = Path("checkpoints") / "latest" / "critic.pt"
 
 
 @dataclass
@@ -53,6 +55,8 @@ def load_validated_policy(config: ValidateConfig) -> tuple[Policy | None, dict[s
     about it."""
     path = policy_model_path(config)
     if path is None:
+        if config.best_of > 1:
+            raise ValueError(f"--best-of: the {config.policy} policy has no candidates to rank")
         return None, {"policy": config.policy}
     kind = read_policy_file(path)[0]["description"]["kind"]
     if config.sample_steps and kind != "bc-shortcut":
@@ -66,7 +70,27 @@ def load_validated_policy(config: ValidateConfig) -> tuple[Policy | None, dict[s
     about = {"policy": str(path), "kind": kind, "model_hash": model.hash}
     if kind == "residual":
         about.update(base_policy=model.policy.config.base, base_hash=model.policy.config.base_hash)
-    return model.policy, about
+    if config.best_of == 1:
+        return model.policy, about
+    critic = load_critic(critic_path(config))
+    about.update(best_of=config.best_of, critic=critic.path, critic_hash=critic.hash)
+    return BestOfN(model.policy, critic.critic, config.best_of), about
+
+
+def critic_path(config: ValidateConfig) -> Path:
+    """The critic file of --best-of: --critic (a file, or a run's latest checkpoint's), else the
+    --checkpoint run's."""
+    source = Path(config.critic if config.critic is not None else config.checkpoint)
+    if not source.is_dir():
+        return source
+    path = source / CHECKPOINT_CRITIC
+    if not path.is_file():
+        raise ValueError(
+            f"critic {source}: no {CHECKPOINT_CRITIC} (not a run directory, no checkpoint yet, a "
+            "hybrid-gripper run, whose critic scores no whole actions, or a run checkpointed before "
+            "checkpoints held their critic: resume it for a step to write one)"
+        )
+    return path
 
 
 def make_validation_env(config: ValidateConfig, policy: Policy | None):
@@ -125,6 +149,7 @@ def figures(results: list[EpisodeResult]) -> dict[str, Any]:
     `mean_return`, `p99_step_ms`) plus the success interval and mean episode length."""
     evaluated = summarize(results)
     steps_ms = np.concatenate([r.step_ms for r in results])
+    policy_ms = np.concatenate([r.policy_ms for r in results])
     return {
         "episodes": len(results),
         "success_rate": evaluated["success_rate"],
@@ -135,6 +160,8 @@ def figures(results: list[EpisodeResult]) -> dict[str, Any]:
         "mean_length": round(float(np.mean([r.length for r in results])), 2),
         "p50_step_ms": round(float(np.percentile(steps_ms, 50)), 3),
         "p99_step_ms": round(float(np.percentile(steps_ms, 99)), 3),
+        "p50_policy_ms": round(float(np.percentile(policy_ms, 50)), 3),
+        "p99_policy_ms": round(float(np.percentile(policy_ms, 99)), 3),
     }
 
 

@@ -75,6 +75,7 @@ a value must pass."""
 PATH_KINDS = {
     "existing_file": "an existing file",
     "existing_dir": "an existing directory",
+    "existing_path": "an existing file or directory",
     "output_dir": "a directory, created if missing",
     "output_file": "a file to write",
 }
@@ -488,6 +489,8 @@ def _path_problem(path: str | os.PathLike[str], kind: str) -> str | None:
         return None if path.is_file() else "not a file" if path.exists() else "no such file"
     if kind == "existing_dir":
         return None if path.is_dir() else "not a directory" if path.exists() else "no such directory"
+    if kind == "existing_path":
+        return None if path.exists() else "no such file or directory"
     if path.exists():
         if kind == "output_dir" and not path.is_dir():
             return "exists and is not a directory"

@@ -1,9 +1,10 @@
 """Checkpoint directories of a run: checkpoints/step_<env steps>/ (step_<env steps>-u<updates>/
 for a later one at the same env step, made after more updates) holds state.pt (weights,
 optimisers, random streams, replay and step-source state), counters.json (small, read by pruning
-and resume without loading state.pt) and policy.pt (the policy alone as a model file,
-policies.policy_files: what `realrl validate --checkpoint` runs and a robot deploys); `latest` is a
-symlink to the newest. Every write is atomic:
+and resume without loading state.pt), policy.pt (the policy alone as a model file,
+policies.policy_files: what `realrl validate --checkpoint` runs and a robot deploys) and critic.pt
+(the critic ensemble with its encoder, which ranks candidates for `validate --best-of N`; absent
+where the critic does not score whole actions); `latest` is a symlink to the newest. Every write is atomic:
 a crash leaves the previous checkpoint or the new one, never half of one."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from formats.files import atomic_write
 
 POLICY_FILE = "policy.pt"
+CRITIC_FILE = "critic.pt"
 
 
 class Checkpoints:
@@ -35,9 +37,10 @@ class Checkpoints:
         return self.latest.exists()
 
     def save(
-        self, env_steps: int, state: dict, counters: dict, write_policy: Callable[[Path], object]
+        self, env_steps: int, state: dict, counters: dict, write_models: Callable[[Path], object]
     ) -> tuple[Path, dict]:
-        """Write a checkpoint (`write_policy(path)` writes its policy file), point `latest` at it,
+        """Write a checkpoint (`write_models(directory)` writes its policy and critic files into the
+        checkpoint's directory), point `latest` at it,
         drop all but the newest `keep`. Returns its path and the counters of the oldest checkpoint
         still kept (what pruned logs must still hold)."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -49,7 +52,7 @@ class Checkpoints:
         tmp.mkdir()
         atomic_write(tmp / "state.pt", lambda f: torch.save(state, f))
         atomic_write(tmp / "counters.json", lambda f: f.write(json.dumps(counters).encode()))
-        write_policy(tmp / POLICY_FILE)
+        write_models(tmp)
         final = self.root / name
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)

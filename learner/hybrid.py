@@ -105,6 +105,10 @@ class HybridGripperAlgorithm(SACAlgorithm):
         gripper_critic = make_gripper_critic(encoder.output_dim, policy_config)
         return HybridGripperPolicy(spec, policy_config, encoder, actor, gripper_critic, seed, self.device)
 
+    def verifier(self) -> None:
+        """None: the ensemble scores the continuous dims; the gripper critic picks the gripper."""
+        return None
+
     @classmethod
     def relabel_demo(cls, episode: Episode) -> Episode:
         """Demo gripper commands as the tri-state choices the gripper critic learns from."""

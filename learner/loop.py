@@ -35,7 +35,7 @@ from formats.config import from_dict, save_config, to_dict
 from formats.episodes import Episode, read_manifest
 from formats.files import DirectoryLock
 from formats.progress import progress_bar
-from learner.checkpoints import Checkpoints, read_counters
+from learner.checkpoints import CRITIC_FILE, POLICY_FILE, Checkpoints, read_counters
 from learner.configs import TrainConfig
 from learner.metrics import MetricsWriter, read_rows
 from learner.replay import MixedSampler, ReplayBuffer
@@ -44,7 +44,7 @@ from learner.sac import SACAlgorithm
 from learner.sources import StepSource
 from policies import Policy
 from policies.encoders import ObservationEncoder
-from policies.policy_files import save_policy
+from policies.policy_files import save_critic, save_policy
 
 _log = logging.getLogger(__name__)
 
@@ -111,6 +111,14 @@ def open_run(config: TrainConfig, out: Path, resume: bool) -> tuple[TrainConfig,
         lock.release()
         raise
     return config, lock
+
+
+def save_models(directory: Path, algorithm: SACAlgorithm, info: dict[str, Any]) -> None:
+    """A checkpoint's model files: the policy, and the critic where it scores whole actions."""
+    save_policy(directory / POLICY_FILE, algorithm.policy, info)
+    verifier = algorithm.verifier()
+    if verifier is not None:
+        save_critic(directory / CRITIC_FILE, verifier, info)
 
 
 def no_checkpoint(out: Path, why: str) -> ValueError:
@@ -643,7 +651,7 @@ class TrainingLoop:
         task = self.config.env or self.config.task
         info = {"task": task, "run": str(self.out.resolve()), **self.counters()}
         path, oldest = self.checkpoints.save(
-            self.env_steps, state, counters, lambda file: save_policy(file, algorithm.policy, info)
+            self.env_steps, state, counters, lambda directory: save_models(directory, algorithm, info)
         )
         # Drop log data that not even the oldest kept checkpoint needs.
         self.replay.log.prune(self.replay.online.capacity, keep_from=oldest["replay_log_end"])

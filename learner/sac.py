@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import fields
 
 import torch
 from torch import nn
@@ -20,10 +21,11 @@ from formats.episodes import Episode
 from learner.augment import random_shift
 from learner.batch import Batch
 from learner.configs import SACConfig
-from learner.critics import make_critic
 from policies import PolicySpec
-from policies.configs import GaussianPolicyConfig
+from policies.configs import CriticConfig, GaussianPolicyConfig
+from policies.critics import make_critic
 from policies.sac import GaussianPolicy, make_actor, make_encoder, stack_images
+from policies.verifier import CriticVerifier
 
 # `realrl bench learner` on CPU (E=10, B=256, 256x2, fused Adam): 1 thread loop 50 ms vs vectorised
 # 53 ms per update, 2 threads 35 vs 34 ms (a tie). CUDA: vectorised, as batched matmuls fill the GPU.
@@ -118,6 +120,7 @@ class SACAlgorithm(nn.Module):
         impl = config.critic_impl
         if impl == "auto":
             impl = PREFERRED_CRITIC_IMPL.get(self.device.type, "vectorized")
+        self.critic_impl = impl
         policy_config = self.policy_config(config)
         continuous_dim = self.continuous_action_dim(spec)
         torch.manual_seed(seed)
@@ -186,6 +189,19 @@ class SACAlgorithm(nn.Module):
     def relabel_demo(cls, episode: Episode) -> Episode:
         """Demo actions as this algorithm stores them (SAC: as recorded)."""
         return episode
+
+    def verifier(self) -> CriticVerifier | None:
+        """The critic as a test-time verifier of whole actions (best-of-N), sharing this algorithm's
+        encoder and ensemble: each checkpoint saves it as critic.pt. None where the critic does not
+        score whole actions."""
+        acting = SACAlgorithm.policy_config(self.config)
+        config = CriticConfig(
+            **{f.name: getattr(acting, f.name) for f in fields(acting)},
+            critics=self.config.critics,
+            critic_layer_norm=self.config.critic_layer_norm,
+            critic_impl=self.critic_impl,
+        )
+        return CriticVerifier(self.spec, config, self.encoder, self.critic)
 
     @property
     def encoder(self):

@@ -103,15 +103,31 @@ class Policy(nn.Module, ABC):
         """The weights a learner pushes to its actors (all of them, unless a policy says otherwise)."""
         return self.state_dict()
 
-    @torch.no_grad()
     def load_weights(self, weights: dict[str, Any]) -> None:
         """Load pushed weights (tensors or numpy arrays) in place; refuse any that do not fit."""
-        own = self.pushed_state_dict()
-        if set(weights) != set(own):
-            missing, extra = sorted(set(own) - set(weights))[:5], sorted(set(weights) - set(own))[:5]
-            raise ValueError(f"policy weights do not fit this model: missing {missing}, unexpected {extra}")
-        for name, target in own.items():
-            value = torch.as_tensor(weights[name])
-            if value.shape != target.shape:
-                raise ValueError(f"policy tensor {name}: shape {tuple(value.shape)} != {tuple(target.shape)}")
-            target.copy_(value)
+        copy_weights(self.pushed_state_dict(), weights, "policy")
+
+    @torch.no_grad()
+    def candidates(
+        self, state: torch.Tensor, images: dict[str, torch.Tensor], n: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """n actions (B, n, A) this policy might take at each observation, drawn with `generator`,
+        for a critic to choose from (best-of-N). Only policies that sample have them."""
+        raise ValueError(
+            f"a {self.kind} policy has one action per observation; best-of-N needs a policy that "
+            "samples (sac, residual, bc-gaussian, bc-shortcut)"
+        )
+
+
+@torch.no_grad()
+def copy_weights(own: dict[str, torch.Tensor], weights: dict[str, Any], what: str) -> None:
+    """Copy `weights` (tensors or numpy arrays) into the tensors of `own` by name, refusing a set of
+    names or a shape that does not fit."""
+    if set(weights) != set(own):
+        missing, extra = sorted(set(own) - set(weights))[:5], sorted(set(weights) - set(own))[:5]
+        raise ValueError(f"{what} weights do not fit this model: missing {missing}, unexpected {extra}")
+    for name, target in own.items():
+        value = torch.as_tensor(weights[name])
+        if value.shape != target.shape:
+            raise ValueError(f"{what} tensor {name}: shape {tuple(value.shape)} != {tuple(target.shape)}")
+        target.copy_(value)

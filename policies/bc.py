@@ -92,6 +92,10 @@ class GaussianBCPolicy(BCPolicy):
     def first_action(self, features, generator=None) -> torch.Tensor:
         return torch.tanh(self.head.distribution(features)[0])
 
+    @torch.no_grad()
+    def candidates(self, state, images, n, generator) -> torch.Tensor:
+        return self.head.candidates(self.features(state, images), n, generator)
+
     def loss(self, features, chunk, mask, generator) -> torch.Tensor:
         action = chunk[:, 0].clamp(-ACTION_EDGE, ACTION_EDGE)
         mean, log_std = self.head.distribution(features)
@@ -224,6 +228,13 @@ class ShortcutBCPolicy(BCPolicy):
 
     def first_action(self, features, generator=None) -> torch.Tensor:
         return self.sample(features, self.config.sample_steps, generator)
+
+    @torch.no_grad()
+    def candidates(self, state, images, n, generator) -> torch.Tensor:
+        """n samples per observation, from n noises through the same `sample_steps` Euler steps."""
+        features = self.features(state, images)
+        actions = self.sample(features.repeat_interleave(n, dim=0), self.config.sample_steps, generator)
+        return actions.reshape(len(features), n, -1)
 
     def loss(self, features, chunk, mask, generator) -> torch.Tensor:
         target_action = chunk[:, 0]

@@ -85,3 +85,17 @@ class ResidualPolicyConfig(GaussianPolicyConfig):
     gives its own copy's path with --base-policy)."""
     base_hash: str | None = None
     """The base model's content hash: a residual over another base is refused."""
+
+
+@dataclass(frozen=True)
+class CriticConfig(GaussianPolicyConfig):
+    """A run's critic ensemble saved for ranking actions at test time (best-of-N): its encoder
+    fields as the run's policy's (`hidden` is the critics' widths), the ensemble's shape and
+    implementation (their weights are laid out differently)."""
+
+    critics: int = field(default=10, metadata={"min": 1})
+    """Ensemble size E."""
+    critic_layer_norm: bool = True
+    """LayerNorm in every hidden layer."""
+    critic_impl: str = "vectorized"
+    """vectorized (one batched matmul for all members) or loop (policies.critics.CRITIC_IMPLS)."""

@@ -55,3 +55,12 @@ class TanhGaussianActor(nn.Module):
         # log |d tanh(u) / du| = log(1 - tanh(u)^2), written stably: 2 (log 2 - u - softplus(-2u)).
         log_prob = log_prob - (2 * (math.log(2) - pre_tanh - F.softplus(-2 * pre_tanh))).sum(-1)
         return torch.tanh(pre_tanh), log_prob
+
+    def candidates(self, features: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n actions (B, n, A) per row: the deterministic action tanh(mean) first, then n - 1 samples."""
+        mean, log_std = self.distribution(features)
+        noise = torch.randn(
+            (len(mean), n - 1, mean.shape[1]), device=mean.device, dtype=mean.dtype, generator=generator
+        )
+        pre_tanh = torch.cat([mean.unsqueeze(1), mean.unsqueeze(1) + log_std.exp().unsqueeze(1) * noise], 1)
+        return torch.tanh(pre_tanh)

@@ -130,6 +130,14 @@ class ResidualPolicy(EncodedPolicy):
         return self.correct_batch(state, images, base_action, deterministic)
 
     @torch.no_grad()
+    def candidates(self, state, images, n, generator) -> torch.Tensor:
+        """The base's (deterministic) action plus n corrections: the residual's mean, then samples."""
+        base_action = self.base.act_batch(state, images, deterministic=True)
+        inputs = torch.cat([self.features(state, images), base_action], dim=1)
+        residual = self.actor.candidates(inputs, n, generator) * self.config.scale
+        return (base_action.unsqueeze(1) + residual).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
     def correct(self, obs: dict[str, Any], base_action, deterministic: bool = False):
         """The composition's residual stage: one observation and the base's action (numpy) -> the
         executed action (numpy float32)."""

@@ -139,6 +139,10 @@ class GaussianPolicy(EncodedPolicy):
         action, _ = self.actor(features, deterministic=deterministic, generator=self.act_generator)
         return action
 
+    @torch.no_grad()
+    def candidates(self, state, images, n, generator) -> torch.Tensor:
+        return self.actor.candidates(self.features(state, images), n, generator)
+
 
 class HybridGripperPolicy(GaussianPolicy):
     """The actor over the continuous dims plus a Q-function over the three gripper choices: the
@@ -187,6 +191,10 @@ class HybridGripperPolicy(GaussianPolicy):
             choice = torch.where(draws[0] < self.config.gripper_epsilon, random_choice, choice)
         command = choice.float() - 1.0  # index 0, 1, 2 -> -1, 0, +1 (GRIPPER_COMMANDS)
         return torch.cat([action, command.unsqueeze(1)], dim=1)
+
+    def candidates(self, state, images, n, generator) -> torch.Tensor:
+        # Its critic ranks the continuous dims only; the gripper is the gripper critic's argmax.
+        return Policy.candidates(self, state, images, n, generator)
 
 
 def make_gripper_critic(input_dim: int, config: HybridGripperPolicyConfig) -> torch.nn.Module:

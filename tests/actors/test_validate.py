@@ -42,10 +42,29 @@ def test_bad_input_is_one_error_line(tmp_path, capsys):
     assert code == 2 and "junk.pt: not a readable realrl policy file" in err
     code, _, err = run(capsys, "validate", "--task", "PegInsert", "--checkpoint", str(tmp_path))
     assert code == 2 and "checkpoints/latest/policy.pt" in err
+    code, _, err = run(capsys, "validate", "--task", "PegInsert", "--policy", "random", "--best-of", "4")
+    assert code == 2 and "--best-of needs a critic" in err
+    code, _, err = run(
+        capsys, "validate", "--task", "PegInsert", "--policy", "scripted", "--critic", str(tmp_path)
+    )
+    assert code == 2 and "--critic ranks the candidates of --best-of N" in err
+    code, _, err = run(
+        capsys,
+        "validate",
+        "--task",
+        "PegInsert",
+        "--policy",
+        "random",
+        "--best-of",
+        "4",
+        "--critic",
+        str(tmp_path),
+    )
+    assert code == 2 and "the random policy has no candidates to rank" in err
 
 
 def test_a_runs_checkpoint_validates_with_the_policy_it_trained(tmp_path, capsys):
-    from policies.policy_files import load_policy
+    from policies.policy_files import load_critic, load_policy
     from realrl.commands.train import build_loop
 
     out = tmp_path / "run"
@@ -65,6 +84,21 @@ def test_a_runs_checkpoint_validates_with_the_policy_it_trained(tmp_path, capsys
     assert code == 0, err
     assert validated["kind"] == "sac" and validated["model_hash"] == model.hash
     assert validated["report"] == str(out / "validate.png") and (out / "validate.png").exists()
+    assert 0 < validated["p50_policy_ms"] <= validated["p50_step_ms"]  # the decision is part of a step
+
+    # The checkpoint's critic is the run's ensemble and encoder: same scores as the algorithm's.
+    critic = load_critic(out / "checkpoints" / "latest" / "critic.pt")
+    state, actions = torch.randn(4, model.policy.spec.state_dim), torch.rand(4, 3, 4) * 2 - 1
+    algorithm = loop.algorithm
+    with torch.no_grad():
+        q = algorithm.critic(algorithm.encoder(state).repeat_interleave(3, 0), actions.reshape(12, 4))
+    torch.testing.assert_close(critic.critic.scores(state, {}, actions), q.mean(0).reshape(4, 3))
+    code, best, err = run(
+        capsys, "validate", "--task", "PickCube", "--checkpoint", str(out), "--episodes", "1", "--json",
+        "--best-of", "4",
+    )  # fmt: skip
+    assert code == 0, err
+    assert best["best_of"] == 4 and best["critic_hash"] == critic.hash and best["critic"] == critic.path
 
 
 @pytest.mark.parametrize("steps", ["3", "16"])

@@ -385,7 +385,12 @@ def test_a_later_checkpoint_at_the_same_env_step_gets_a_new_name(tmp_path):
     checkpoints = Checkpoints(tmp_path, keep=2)
     for env_steps, updates in ((100, 50), (200, 100), (200, 454)):
         counters = {"env_steps": env_steps, "updates": updates}
-        checkpoints.save(env_steps, {"weights": torch.zeros(1)}, counters, lambda path: path.write_text("p"))
+        checkpoints.save(
+            env_steps,
+            {"weights": torch.zeros(1)},
+            counters,
+            lambda directory: (directory / "policy.pt").write_text("p"),
+        )
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["latest", "step_000000200", "step_000000200-u000000454"]
     assert os.readlink(tmp_path / "latest") == "step_000000200-u000000454"

@@ -5,7 +5,6 @@ import torch
 
 from learner.augment import random_shift
 from learner.batch import Batch
-from learner.critics import CriticEnsemble, LoopCriticEnsemble
 from learner.sac import (
     SACAlgorithm,
     SACConfig,
@@ -16,6 +15,7 @@ from learner.sac import (
     temperature_loss,
 )
 from policies import PolicySpec, build_policy
+from policies.critics import CriticEnsemble, LoopCriticEnsemble
 from policies.networks import TanhGaussianActor
 
 
