@@ -161,3 +161,35 @@ class BenchEncoderConfig:
     """Std of the expert's action noise (varied poses)."""
     seed: int = 50_000
     """Seed of the first episode (away from the demos' seeds)."""
+
+
+@dataclass(frozen=True)
+class BenchResidualConfig:
+    task: str = "PegInsert"
+    """Sim twin task (state observations)."""
+    demos: int = field(default=20, metadata={"min": 1})
+    """Scripted demos recorded once: the BC base's training data and both runs' offline data."""
+    demo_noise: float = field(default=0.0, metadata={"min": 0.0})
+    """Std of Gaussian action noise in the demos (sub-optimal demos make a weaker base)."""
+    base_policy: Literal["gaussian", "chunk", "shortcut"] = "shortcut"
+    """The BC base's type (`realrl bc train --policy`)."""
+    base_steps: int = field(default=3000, metadata={"min": 1})
+    """BC gradient steps."""
+    base_sample_steps: int = field(default=1, metadata={"min": 1})
+    """(shortcut) Euler steps per action: 1 makes PegInsert's base weak (measured 0.66)."""
+    validate_episodes: int = field(default=50, metadata={"min": 1})
+    """Episodes of `realrl validate` that measure the base."""
+    steps: int = field(default=25_000, metadata={"min": 1})
+    """Env steps of every run, residual and RLPD alike (the same budget)."""
+    seeds: int = field(default=2, metadata={"min": 1})
+    """Seeds per method (seed k of each method runs with --seed k)."""
+    residual_scale: float = field(default=0.2, metadata={"gt": 0.0, "max": 1.0})
+    """The residual's largest correction per action dim (PegInsert: 0.2; ResFiT: 0.1 to 0.2)."""
+    eval_every: int = field(default=1000, metadata={"min": 1})
+    """Env steps between evaluations (the curves' resolution, and so of the first-reach steps)."""
+    eval_episodes: int = field(default=20, metadata={"min": 1})
+    """Episodes per evaluation."""
+    out: str = field(default="runs/bench-residual", metadata={"path": "output_dir"})
+    """Demos, base, runs, residual.json and residual.png; what exists is read back, stopped runs resumed."""
+    jobs: int = field(default=1, metadata={"min": 1})
+    """Runs trained at once (each gets cores / jobs torch threads)."""

@@ -136,6 +136,21 @@ def train_one(task: LearningTask, seed: int, out: Path, threads: int) -> Path:
     return run
 
 
+def train_all(
+    runs: Sequence[tuple[LearningTask, int]], out: Path, jobs: int, desc: str, progress: bool
+) -> None:
+    """Every (task, seed) run to its end (train_one), `jobs` at a time, each with cores / jobs
+    torch threads."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    bar = progress_bar(total=len(runs), unit="run", desc=desc, disable=not progress)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(train_one, task, seed, out, threads) for task, seed in runs]
+        for future in futures:
+            future.result()
+            bar.update(1)
+    bar.close()
+
+
 def run(
     suite: str,
     out: str | Path,
@@ -151,15 +166,8 @@ def run(
         raise ValueError(f"--tasks: none of {list(tasks)} is in the {suite} suite ({known})")
     out = Path(out)
     runs = [(task, seed) for task in chosen for seed in range(seeds or task.seeds)]
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     start = time.monotonic()
-    bar = progress_bar(total=len(runs), unit="run", desc=f"bench learning {suite}", disable=not progress)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(train_one, task, seed, out, threads) for task, seed in runs]
-        for future in futures:
-            future.result()
-            bar.update(1)
-    bar.close()
+    train_all(runs, out, jobs, f"bench learning {suite}", progress)
     report = {
         "suite": suite,
         "out": str(out),

@@ -213,6 +213,19 @@ def cmd_bench_learning(args: argparse.Namespace) -> None:
         print(f"curves: {report['plot']}  report: {out / (c.suite + '.json')}")
 
 
+def cmd_bench_residual(args: argparse.Namespace) -> None:
+    from benchmarks.configs import BenchResidualConfig
+    from benchmarks.residual import run, table
+
+    c = dataclass_from_args(BenchResidualConfig, args)
+    report = run(c, progress=not args.json)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(table(report))
+        print(f"curves: {report['plot']}  report: {Path(c.out) / 'residual.json'}")
+
+
 def cmd_encoder_pretrain(args: argparse.Namespace) -> None:
     from learner.configs import PretrainConfig
     from learner.pretrain import pretrain
@@ -408,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
         BenchEncoderConfig,
         BenchLearnerConfig,
         BenchLearningConfig,
+        BenchResidualConfig,
         BenchSimConfig,
         BenchTransportConfig,
     )
@@ -472,6 +486,18 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluating on a fixed schedule, and prints per task the eval return (control) or success (robot) "
         "at fixed env-step budgets next to the reference, plus <out>/<suite>/<suite>.png (curves) and "
         "<suite>.json. An interrupted suite continues where it stopped when run again.",
+    )
+    _verb(
+        bench_verbs,
+        "residual",
+        BenchResidualConfig,
+        cmd_bench_residual,
+        help="residual RL over a weak BC base vs RLPD from scratch: env steps to 90% success (hours)",
+        description="Records --demos scripted demos, trains a weak BC base on them (`realrl bc train`), "
+        "validates it, then trains residual RL over it and RLPD from scratch with the same demos, budget "
+        "and seeds (`realrl train`), and prints when each first reached 90% success, the ratio of the "
+        "medians (bar: <= 0.5) and <out>/residual.png (curves, the base as a line) and residual.json. "
+        "What exists is read back and stopped runs are resumed, so an interrupted benchmark continues.",
     )
     return parser
 
