@@ -120,7 +120,6 @@ class SACAlgorithm(nn.Module):
         impl = config.critic_impl
         if impl == "auto":
             impl = PREFERRED_CRITIC_IMPL.get(self.device.type, "vectorized")
-        self.critic_impl = impl
         policy_config = self.policy_config(config)
         continuous_dim = self.continuous_action_dim(spec)
         torch.manual_seed(seed)
@@ -199,7 +198,6 @@ class SACAlgorithm(nn.Module):
             **{f.name: getattr(acting, f.name) for f in fields(acting)},
             critics=self.config.critics,
             critic_layer_norm=self.config.critic_layer_norm,
-            critic_impl=self.critic_impl,
         )
         return CriticVerifier(self.spec, config, self.encoder, self.critic)
 

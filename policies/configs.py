@@ -90,12 +90,10 @@ class ResidualPolicyConfig(GaussianPolicyConfig):
 @dataclass(frozen=True)
 class CriticConfig(GaussianPolicyConfig):
     """A run's critic ensemble saved for ranking actions at test time (best-of-N): its encoder
-    fields as the run's policy's (`hidden` is the critics' widths), the ensemble's shape and
-    implementation (their weights are laid out differently)."""
+    fields as the run's policy's (`hidden` is the critics' widths) and the ensemble's shape. Its
+    file holds the vectorised layout whichever implementation trained it: the fastest to run."""
 
     critics: int = field(default=10, metadata={"min": 1})
     """Ensemble size E."""
     critic_layer_norm: bool = True
     """LayerNorm in every hidden layer."""
-    critic_impl: str = "vectorized"
-    """vectorized (one batched matmul for all members) or loop (policies.critics.CRITIC_IMPLS)."""

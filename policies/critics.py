@@ -115,6 +115,25 @@ def pair_linear(layer: nn.Linear, features: torch.Tensor, action: torch.Tensor) 
     return torch.addmm(layer.bias, features, layer.weight[:, :split].T) + action @ layer.weight[:, split:].T
 
 
+def vectorized_state_dict(critic: nn.Module) -> dict[str, torch.Tensor]:
+    """The ensemble's weights in CriticEnsemble's layout, whichever implementation holds them: the
+    loop's members stacked layer by layer (both build the same layers at the same indices; a linear
+    layer's (out, in) weight becomes (in, out), its bias and a LayerNorm's affine (1, width))."""
+    if isinstance(critic, CriticEnsemble):
+        return critic.state_dict()
+    if not isinstance(critic, LoopCriticEnsemble):
+        raise TypeError(f"not a critic ensemble: {type(critic).__name__}")
+    state = {}
+    for index, layer in enumerate(critic.members[0]):
+        if isinstance(layer, nn.ReLU):
+            continue
+        layers = [member[index] for member in critic.members]
+        weight = torch.stack([m.weight.T if isinstance(layer, nn.Linear) else m.weight for m in layers])
+        state[f"net.{index}.weight"] = weight if isinstance(layer, nn.Linear) else weight.unsqueeze(1)
+        state[f"net.{index}.bias"] = torch.stack([m.bias for m in layers]).unsqueeze(1)
+    return state
+
+
 def make_critic(
     impl: str, input_dim: int, action_dim: int, hidden: Sequence[int], ensemble: int, layer_norm: bool = True
 ) -> nn.Module:

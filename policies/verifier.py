@@ -15,15 +15,16 @@ from torch import nn
 from formats.config import from_dict, to_dict
 from policies.base import Policy, PolicySpec, copy_weights
 from policies.configs import CriticConfig
-from policies.critics import make_critic
+from policies.critics import CriticEnsemble, vectorized_state_dict
 from policies.encoders import ObservationEncoder
 from policies.sac import FILE_TRUNK_KEYS, make_encoder, observation_features, trunk_from_file
 
 
 class CriticVerifier(nn.Module):
     """Q(obs, action) of a trained run: its encoder (with the state normalisation) and critic
-    ensemble. A candidate's score is the ensemble's mean Q: the members' disagreement is what
-    RLPD's pessimistic target guards against while learning; ranking needs the best estimate."""
+    ensemble (built from a file: always the vectorised implementation). A candidate's score is the
+    ensemble's mean Q: the members' disagreement is what RLPD's pessimistic target guards against
+    while learning; ranking needs the best estimate."""
 
     kind = "critic"
 
@@ -43,8 +44,7 @@ class CriticVerifier(nn.Module):
         config = replace(from_dict(CriticConfig, description["config"]), pretrained_encoder=False)
         device = torch.device(device)
         encoder = make_encoder(spec, config, device)
-        critic = make_critic(
-            config.critic_impl,
+        critic = CriticEnsemble(
             encoder.output_dim,
             spec.action_dim,
             config.hidden,
@@ -57,11 +57,13 @@ class CriticVerifier(nn.Module):
         return {"kind": self.kind, "spec": self.spec.to_json(), "config": to_dict(self.config)}
 
     def pushed_state_dict(self) -> dict[str, torch.Tensor]:
-        """What its file holds: all but a frozen trunk from its own model file (named by hash)."""
-        state = self.state_dict()
+        """What its file holds: the encoder but a frozen trunk from its own model file (named by
+        hash), and the ensemble in the vectorised layout (on a CPU a run trains the loop one, which
+        is 5-8x slower to score 1-16 candidates with: 2.0 vs 0.4 ms for 4, one thread)."""
+        state = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
         if trunk_from_file(self.config):
             state = {k: v for k, v in state.items() if not k.startswith(FILE_TRUNK_KEYS)}
-        return state
+        return {**state, **{f"critic.{k}": v for k, v in vectorized_state_dict(self.critic).items()}}
 
     def load_weights(self, weights: dict[str, Any]) -> None:
         copy_weights(self.pushed_state_dict(), weights, "critic")

@@ -15,7 +15,7 @@ from policies.configs import (
     HybridGripperPolicyConfig,
     ResidualPolicyConfig,
 )
-from policies.critics import make_critic
+from policies.critics import CriticEnsemble, make_critic
 from policies.policy_files import load_critic, save_critic, save_policy
 from policies.residual import ResidualPolicy
 from policies.sac import GaussianPolicy, HybridGripperPolicy, make_encoder
@@ -44,6 +44,7 @@ def states(n: int) -> torch.Tensor:
 
 
 def sampling_policies(tmp_path) -> dict[str, object]:
+    torch.manual_seed(0)  # the networks' initial weights: the same policies every run
     bc = BCPolicyConfig(hidden=(16,), sample_steps=2)
     base_path = tmp_path / "base.pt"
     digest = save_policy(base_path, GaussianBCPolicy.build(SPEC, bc, seed=3), {})
@@ -120,6 +121,7 @@ def test_a_critic_file_scores_as_the_critic_it_was_saved_from(tmp_path):
     scores = loaded.critic.scores(states(6), {}, actions)
     torch.testing.assert_close(scores, expected.mean(0).reshape(6, 5))
     assert loaded.hash == digest and loaded.info == {"task": "toy"}
+    assert isinstance(loaded.critic.critic, CriticEnsemble)
     assert not any(p.requires_grad for p in loaded.critic.parameters())
 
     path.write_bytes(path.read_bytes()[:200])
