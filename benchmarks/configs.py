@@ -147,6 +147,21 @@ class BenchActorConfig:
     """Control steps run first and not timed."""
     threads: int = field(default=1, metadata={"min": 1})
     """Torch CPU threads, as `realrl actor --threads` (the robot PC has other work)."""
+    policy: str | None = field(default=None, metadata={"path": "existing_file"})
+    """A policy MODEL file to time instead of a fresh SAC policy (its spec sets --obs and the frame
+    size; it acts deterministically, as validate and a deployment run it)."""
+    sample_steps: int | None = field(default=None, metadata={"min": 1})
+    """(--policy, shortcut) Euler steps per action."""
+    best_of: int = field(default=1, metadata={"min": 1})
+    """(--policy) Candidates per step ranked by --critic (validate --best-of): its cost per action."""
+    critic: str | None = field(default=None, metadata={"path": "existing_path"})
+    """(--best-of) A critic.pt or a run directory (its latest checkpoint's)."""
+
+    def check(self) -> None:
+        if self.policy is None and (self.sample_steps or self.best_of > 1 or self.critic):
+            raise ValueError("--sample-steps, --best-of and --critic time a --policy MODEL: give one")
+        if self.best_of > 1 and self.critic is None:
+            raise ValueError("--best-of needs --critic RUN_DIR|critic.pt")
 
 
 @dataclass(frozen=True)

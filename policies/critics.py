@@ -1,6 +1,7 @@
 """Critic ensembles of the RLPD / SERL algorithms: a vectorised ensemble (every layer one batched
 matmul for all members) and the loop version it is measured against. They take features, never raw
-images: encoders and the actor's networks live in `policies`, since acting needs them and not these."""
+images. The learner trains them; they live here because a trained one also acts, as the verifier
+that ranks a sampling policy's candidates at test time (policies.verifier)."""
 
 from __future__ import annotations
 

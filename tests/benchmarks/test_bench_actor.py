@@ -29,3 +29,46 @@ def test_bench_actor_refuses_a_model_that_does_not_fit(tmp_path, capsys):
     argv = ["bench", "actor", "--image-size", "32", "--steps", "10", "--encoder", f"pretrained:{model}"]
     assert main(argv) == 2
     assert "at 64x64, but the task gives cameras ['front', 'wrist'] at 32x32" in capsys.readouterr().err
+
+
+def test_bench_actor_times_a_model_with_best_of_n(tmp_path, capsys):
+    import torch
+
+    from policies import PolicySpec
+    from policies.bc import ShortcutBCPolicy
+    from policies.configs import BCPolicyConfig, CriticConfig
+    from policies.critics import CriticEnsemble
+    from policies.policy_files import save_critic, save_policy
+    from policies.sac import make_encoder
+    from policies.verifier import CriticVerifier
+
+    spec = PolicySpec(state_dim=17, action_dim=4)  # PegInsert's
+    save_policy(tmp_path / "m.pt", ShortcutBCPolicy.build(spec, BCPolicyConfig(hidden=(8,))), {})
+    config = CriticConfig(hidden=(8,), critics=2)
+    encoder = make_encoder(spec, config, torch.device("cpu"))
+    digest = save_critic(
+        tmp_path / "critic.pt", CriticVerifier(spec, config, encoder, CriticEnsemble(17, 4, (8,), 2)), {}
+    )
+    argv = ["bench", "actor", "--task", "PegInsert", "--policy", str(tmp_path / "m.pt"), "--steps", "20"]
+    assert (
+        main(
+            [
+                *argv,
+                "--sample-steps",
+                "2",
+                "--best-of",
+                "4",
+                "--critic",
+                str(tmp_path / "critic.pt"),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert (result["obs"], result["kind"], result["best_of"], result["critic_hash"]) == (
+        "state", "bc-shortcut", 4, digest
+    )  # fmt: skip
+    assert result["encoder"] is None and 0 < result["policy_p50_ms"] <= result["policy_p99_ms"]
+    assert main([*argv[:4], "--best-of", "4"]) == 2
+    assert "time a --policy MODEL" in capsys.readouterr().err
