@@ -146,7 +146,8 @@ def run_episodes(env, policy: Policy, config: ValidateConfig, progress: bool) ->
 
 def figures(results: list[EpisodeResult]) -> dict[str, Any]:
     """The design's figures (`episodes`, `success_rate`, `violations`, `violation_episodes`,
-    `mean_return`, `p99_step_ms`) plus the success interval and mean episode length."""
+    `mean_return`, `p99_step_ms`) plus the success interval, mean episode length and the decision's
+    own time per step (`p50_policy_ms`, `p99_policy_ms`: what best-of-N adds shows here)."""
     evaluated = summarize(results)
     steps_ms = np.concatenate([r.step_ms for r in results])
     policy_ms = np.concatenate([r.policy_ms for r in results])

@@ -4,8 +4,8 @@ optimisers, random streams, replay and step-source state), counters.json (small,
 and resume without loading state.pt), policy.pt (the policy alone as a model file,
 policies.policy_files: what `realrl validate --checkpoint` runs and a robot deploys) and critic.pt
 (the critic ensemble with its encoder, which ranks candidates for `validate --best-of N`; absent
-where the critic does not score whole actions); `latest` is a symlink to the newest. Every write is atomic:
-a crash leaves the previous checkpoint or the new one, never half of one."""
+where the critic does not score whole actions); `latest` is a symlink to the newest. Every write
+is atomic: a crash leaves the previous checkpoint or the new one, never half of one."""
 
 from __future__ import annotations
 
@@ -40,9 +40,8 @@ class Checkpoints:
         self, env_steps: int, state: dict, counters: dict, write_models: Callable[[Path], object]
     ) -> tuple[Path, dict]:
         """Write a checkpoint (`write_models(directory)` writes its policy and critic files into the
-        checkpoint's directory), point `latest` at it,
-        drop all but the newest `keep`. Returns its path and the counters of the oldest checkpoint
-        still kept (what pruned logs must still hold)."""
+        checkpoint's directory), point `latest` at it, drop all but the newest `keep`. Returns its
+        path and the counters of the oldest checkpoint still kept (what pruned logs must still hold)."""
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"step_{env_steps:09d}"
         if (self.root / name).exists():  # more updates at the same env step (a finish's owed ones):
