@@ -26,8 +26,8 @@ from policies.verifier import BestOfN
 
 _log = logging.getLogger(__name__)
 REPORT = "validate.png"
-CHECKPOINT_POLICY = Path("checkpoints") / "latest" / "policy.pt"
-CHECKPOINT_CRITIC = Path("checkpoints") / "latest" / "critic.pt"
+LATEST = Path("checkpoints") / "latest"
+POLICY_FILE, CRITIC_FILE = "policy.pt", "critic.pt"
 
 
 @dataclass
@@ -36,17 +36,28 @@ class Validated:
     passed: bool
 
 
+def checkpoint_file(run: str | Path, name: str, flag: str) -> Path:
+    """`name` in the run's latest checkpoint, by the directory `latest` points to now: a run still
+    training moves the link, and a policy and its critic must come from one checkpoint."""
+    path = (Path(run) / LATEST).resolve() / name
+    if not path.is_file():
+        raise ValueError(
+            f"{flag} {run}: no {LATEST / name} (not a run directory, no checkpoint yet, {why_not(name)})"
+        )
+    return path
+
+
+def why_not(name: str) -> str:
+    """Why a run's checkpoint may lack `name`, besides not being there yet."""
+    hybrid = "a hybrid-gripper run, whose critic scores no whole actions, " if name == CRITIC_FILE else ""
+    older = f"or a run checkpointed before checkpoints held their {name}"
+    return f"{hybrid}{older}: resume it for a step to write one"
+
+
 def policy_model_path(config: ValidateConfig) -> Path | None:
     """The model file validate loads: --policy MODEL, or the run's latest checkpoint's policy."""
     if config.checkpoint is not None:
-        path = Path(config.checkpoint) / CHECKPOINT_POLICY
-        if not path.is_file():
-            raise ValueError(
-                f"--checkpoint {config.checkpoint}: no {CHECKPOINT_POLICY} (not a run directory, no "
-                "checkpoint yet, or a run checkpointed before checkpoints held their policy: resume it "
-                "for a step to write one)"
-            )
-        return path
+        return checkpoint_file(config.checkpoint, POLICY_FILE, "--checkpoint")
     return None if config.policy in ("random", "scripted") else Path(config.policy)
 
 
@@ -72,25 +83,27 @@ def load_validated_policy(config: ValidateConfig) -> tuple[Policy | None, dict[s
         about.update(base_policy=model.policy.config.base, base_hash=model.policy.config.base_hash)
     if config.best_of == 1:
         return model.policy, about
-    critic = load_critic(critic_path(config))
+    critic = load_critic(critic_path(config, path), device=model.policy.device)
     about.update(best_of=config.best_of, critic=critic.path, critic_hash=critic.hash)
-    return BestOfN(model.policy, critic.critic, config.best_of), about
+    try:
+        return BestOfN(model.policy, critic.critic, config.best_of), about
+    except ValueError as error:
+        raise ValueError(f"--best-of: policy {path}, critic {critic.path}: {error}") from error
 
 
-def critic_path(config: ValidateConfig) -> Path:
-    """The critic file of --best-of: --critic (a file, or a run's latest checkpoint's), else the
-    --checkpoint run's."""
-    source = Path(config.critic if config.critic is not None else config.checkpoint)
-    if not source.is_dir():
-        return source
-    path = source / CHECKPOINT_CRITIC
-    if not path.is_file():
-        raise ValueError(
-            f"critic {source}: no {CHECKPOINT_CRITIC} (not a run directory, no checkpoint yet, a "
-            "hybrid-gripper run, whose critic scores no whole actions, or a run checkpointed before "
-            "checkpoints held their critic: resume it for a step to write one)"
-        )
-    return path
+def critic_path(config: ValidateConfig, policy_path: Path) -> Path:
+    """The critic file of --best-of: --critic (a file, or a run's latest checkpoint's), else the one
+    in the --checkpoint run's checkpoint the policy came from."""
+    if config.critic is None:
+        path = policy_path.with_name(CRITIC_FILE)
+        if not path.is_file():
+            raise ValueError(
+                f"--best-of: checkpoint {policy_path.parent} holds no {CRITIC_FILE} ({why_not(CRITIC_FILE)})"
+            )
+        return path
+    if Path(config.critic).is_dir():
+        return checkpoint_file(config.critic, CRITIC_FILE, "--critic")
+    return Path(config.critic)
 
 
 def make_validation_env(config: ValidateConfig, policy: Policy | None):

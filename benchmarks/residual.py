@@ -22,19 +22,43 @@ from typing import Any
 
 from benchmarks.configs import BenchResidualConfig
 from benchmarks.learning import REACH, LearningTask, run_rows, stability, train_all
+from formats.config import to_dict
 from learner.metrics import is_eval_row
 
 METHODS = ("residual", "rlpd")
+SETTINGS = "bench.json"
+GROWABLE = ("steps", "seeds")
 TARGET_RATIO = 0.5  # the issue's bar: residual needs at most half RLPD's env steps to reach 90%
 
 
-def realrl(argv: list[str], log: Path) -> None:
-    """Run one `realrl` command, its output appended to `log`; raise naming the log if it fails."""
+def realrl(argv: list[str], log: Path, stdout: Path | None = None) -> None:
+    """Run one `realrl` command, its output appended to `log` (its stdout to `stdout` when given);
+    raise naming the log if it fails."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with open(log, "a") as f:
-        code = subprocess.call([sys.executable, "-m", "realrl.cli", *argv], stdout=f, stderr=f, env=env)
+    with open(log, "a") as err, open(stdout or log, "a") as out:
+        code = subprocess.call([sys.executable, "-m", "realrl.cli", *argv], stdout=out, stderr=err, env=env)
     if code != 0:
-        raise RuntimeError(f"realrl {argv[0]} {argv[1] if len(argv) > 1 else ''} exited {code}; see {log}")
+        raise RuntimeError(f"realrl {' '.join(argv[:2])} exited {code}; see {log}")
+
+
+def check_settings(config: BenchResidualConfig, out: Path) -> None:
+    """Keep the settings in <out>/bench.json: a rerun with others would read back demos, a base and
+    runs made with the old ones, so it is refused, naming what differs (--steps and --seeds may
+    grow: runs are extended, seeds added)."""
+    current = {k: v for k, v in to_dict(config).items() if k not in ("out", "jobs")}
+    path = out / SETTINGS
+    if path.exists():
+        saved = json.loads(path.read_text())
+        differ = [
+            f"--{name.replace('_', '-')} (saved {saved.get(name)!r}, given {value!r})"
+            for name, value in current.items()
+            if name not in GROWABLE and saved.get(name) != value
+        ]
+        if differ:
+            raise ValueError(
+                f"{out} holds a benchmark with other settings: {', '.join(differ)}; use a new --out"
+            )
+    path.write_text(json.dumps(current, indent=2) + "\n")
 
 
 def demos_done(directory: Path, episodes: int) -> bool:
@@ -60,14 +84,11 @@ def prepare_base(config: BenchResidualConfig, out: Path) -> dict[str, Any]:
     if not validated.exists():
         argv = ["validate", "--task", config.task, "--policy", str(base), "--episodes"]
         argv += [str(config.validate_episodes), "--report", str(out / "base.validate.png"), "--json"]
-        with open(log, "a") as f:  # its JSON goes to its own file, the rest to the log
-            result = subprocess.run(
-                [sys.executable, "-m", "realrl.cli", *argv], stdout=subprocess.PIPE, stderr=f, text=True
-            )
-        if result.returncode != 0:
-            raise RuntimeError(f"realrl validate exited {result.returncode}; see {log}")
-        validated.write_text(result.stdout.strip().splitlines()[-1] + "\n")
-    return json.loads(validated.read_text())
+        partial = validated.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        realrl(argv, log, stdout=partial)
+        partial.replace(validated)  # only a finished validation counts
+    return json.loads(validated.read_text().strip().splitlines()[-1])
 
 
 def method_tasks(
@@ -99,6 +120,7 @@ def run(
 ) -> dict[str, Any]:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    check_settings(config, out)
     base = prepare_base(config, out)
     tasks = method_tasks(config, out, extra_flags)
     runs = [(task, seed) for seed in range(config.seeds) for task in tasks.values()]

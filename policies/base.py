@@ -47,10 +47,12 @@ class Policy(nn.Module, ABC):
     `kind` names the class in the policy registry (policies.registry) and in `describe()`, which is
     what a learner sends an actor so it can build the same policy and load pushed weights into it.
     `discrete_gripper`: the last action dim is a tri-state gripper command (-1 open, 0 stay, +1
-    close) that the env must execute as such (envs.DiscreteGripper)."""
+    close) that the env must execute as such (envs.DiscreteGripper). `samples`: it draws its
+    actions and implements `candidates` (policies.verifier.BestOfN ranks them)."""
 
     kind: ClassVar[str]
     discrete_gripper: ClassVar[bool] = False
+    samples: ClassVar[bool] = False  # draws its actions, so it has `candidates` for best-of-N
 
     def __init__(self, spec: PolicySpec) -> None:
         super().__init__()
@@ -113,10 +115,14 @@ class Policy(nn.Module, ABC):
     ) -> torch.Tensor:
         """n actions (B, n, A) this policy might take at each observation, drawn with `generator`,
         for a critic to choose from (best-of-N). Only policies that sample have them."""
-        raise ValueError(
-            f"a {self.kind} policy has one action per observation; best-of-N needs a policy that "
-            "samples (sac, residual, bc-gaussian, bc-shortcut)"
-        )
+        raise ValueError(not_sampling(self.kind))
+
+
+def not_sampling(kind: str) -> str:
+    return (
+        f"a {kind} policy has one action per observation; best-of-N needs a policy that samples "
+        "(sac, residual, bc-gaussian, bc-shortcut)"
+    )
 
 
 @torch.no_grad()

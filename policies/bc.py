@@ -80,6 +80,7 @@ class GaussianBCPolicy(BCPolicy):
 
     kind = "bc-gaussian"
     policy_name = "gaussian"
+    samples = True
 
     def make_head(self, input_dim: int) -> nn.Module:
         c = self.config
@@ -183,6 +184,7 @@ class ShortcutBCPolicy(BCPolicy):
 
     kind = "bc-shortcut"
     policy_name = "shortcut"
+    samples = True
     BOOTSTRAP_SHARE = 0.25  # of each batch trained on self-consistency (Frans et al.'s 1/4)
     DETERMINISTIC_NOISE_SEED = 0  # the model's, not the process's: a loaded copy acts the same
 

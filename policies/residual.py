@@ -57,6 +57,7 @@ class ResidualPolicy(EncodedPolicy):
 
     kind = "residual"
     config_class = ResidualPolicyConfig
+    samples = True
 
     def __init__(
         self,

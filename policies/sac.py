@@ -105,6 +105,7 @@ class GaussianPolicy(EncodedPolicy):
 
     kind = "sac"
     config_class = GaussianPolicyConfig
+    samples = True
 
     def __init__(
         self,
@@ -152,6 +153,7 @@ class HybridGripperPolicy(GaussianPolicy):
     kind = "hybrid-gripper"
     config_class = HybridGripperPolicyConfig
     discrete_gripper = True
+    samples = False  # its critic ranks the continuous dims only; the gripper is the gripper critic's
 
     def __init__(
         self,
@@ -193,8 +195,7 @@ class HybridGripperPolicy(GaussianPolicy):
         return torch.cat([action, command.unsqueeze(1)], dim=1)
 
     def candidates(self, state, images, n, generator) -> torch.Tensor:
-        # Its critic ranks the continuous dims only; the gripper is the gripper critic's argmax.
-        return Policy.candidates(self, state, images, n, generator)
+        return Policy.candidates(self, state, images, n, generator)  # none (see `samples`)
 
 
 def make_gripper_critic(input_dim: int, config: HybridGripperPolicyConfig) -> torch.nn.Module:

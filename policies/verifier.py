@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from formats.config import from_dict, to_dict
-from policies.base import Policy, PolicySpec, copy_weights
+from policies.base import Policy, PolicySpec, copy_weights, not_sampling
 from policies.configs import CriticConfig
 from policies.critics import CriticEnsemble, vectorized_state_dict
 from policies.encoders import ObservationEncoder
@@ -82,9 +82,11 @@ class CriticVerifier(nn.Module):
 
 class BestOfN(Policy):
     """Executes, per observation, the best of `n` candidates of `policy` by the critic's score. The
-    candidates' noise comes from a stream reseeded at every `reset` with a fixed seed, so an
-    evaluation episode is repeatable. A Gaussian's first candidate is its mean, so best-of-1 is the
-    deterministic policy and more candidates only add choices."""
+    candidates' noise comes from a stream reseeded at every `reset` with a fixed seed (as a shortcut
+    policy's deterministic noise), so an evaluation episode is repeatable. A Gaussian's first
+    candidate is its mean, so best-of-1 is the deterministic policy and more candidates only add
+    choices. A test-time wrapper (validate, bench actor): it runs as one stage, so over a residual
+    the composition records no separate base action, and the actor process never loads a critic."""
 
     kind = "best-of-n"
     NOISE_SEED = 0
@@ -92,10 +94,16 @@ class BestOfN(Policy):
     def __init__(self, policy: Policy, critic: CriticVerifier, n: int) -> None:
         if n < 1:
             raise ValueError(f"best-of-N needs N >= 1 candidates, got {n}")
+        if not policy.samples:
+            raise ValueError(not_sampling(policy.kind))
         policy.spec.check(critic.spec, "the critic")
         super().__init__(policy.spec)
         self.policy, self.critic, self.n = policy, critic, n
         self.generator = torch.Generator(policy.device).manual_seed(self.NOISE_SEED)
+        self.to(policy.device)
+
+    def config_json(self) -> dict[str, Any]:
+        return self.policy.config_json()
 
     def reset(self) -> None:
         self.policy.reset()

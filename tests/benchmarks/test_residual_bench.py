@@ -1,11 +1,15 @@
 """`realrl bench residual`'s bookkeeping: first-reach steps, the ratio of the medians against the 0.5
 bar on hand-written eval rows, and one tiny end-to-end benchmark through the real commands (demos ->
-BC base -> validate -> residual and RLPD runs) that is read back, not redone, when run again."""
+BC base -> validate -> residual and RLPD runs) that is read back, not redone, when run again, and
+refused when run again with other settings."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
+
+import pytest
 
 from benchmarks import residual
 from benchmarks.configs import BenchResidualConfig
@@ -63,6 +67,11 @@ def test_a_tiny_benchmark_runs_end_to_end_then_reads_back(tmp_path, monkeypatch)
 
     calls = []
     monkeypatch.setattr(subprocess, "call", lambda argv, **kw: calls.append(argv) or 0)
-    monkeypatch.setattr(subprocess, "run", lambda argv, **kw: calls.append(argv))
     again = residual.run(config, progress=False, extra_flags=small)
     assert calls == [] and again["methods"] == report["methods"]  # everything read back
+    other = replace(config, residual_scale=0.1, demos=3)
+    with pytest.raises(
+        ValueError, match=r"--demos \(saved 2, given 3\), --residual-scale \(saved 0.2, given 0.1\)"
+    ):
+        residual.run(other, progress=False)
+    assert calls == []

@@ -100,6 +100,10 @@ def test_resume_gives_the_same_next_updates_as_an_uninterrupted_run(tmp_path, hy
     # time limit ended the first episode).
     segments = sorted(p.name for p in (out / "replay" / "online").iterdir())
     assert segments == ["segment_000000000000_000000000061.pt", "segment_000000000060_000000000122.pt"]
+    # Every checkpoint holds its policy, and its critic where that scores whole actions.
+    files = sorted(p.name for p in (out / "checkpoints" / "latest").iterdir())
+    assert files == (["counters.json", "policy.pt", "state.pt"] if hybrid else
+                     ["counters.json", "critic.pt", "policy.pt", "state.pt"])  # fmt: skip
 
 
 def test_an_existing_run_needs_resume(tmp_path):

@@ -16,7 +16,7 @@ from learner.configs import SACConfig, TrainConfig
 from policies import PolicySpec
 from policies.bc import GaussianBCPolicy
 from policies.configs import BCPolicyConfig
-from policies.policy_files import load_policy, save_policy
+from policies.policy_files import load_critic, load_policy, save_policy
 from realrl.cli import main
 from realrl.commands.train import build_loop
 
@@ -66,6 +66,12 @@ def test_the_replay_holds_the_bases_action_at_every_observation(setup, tmp_path)
     assert saved["base_policy_hash"] == digest and saved["base_policy"] == str((root / "base.pt").resolve())
     policy = load_policy(tmp_path / "run" / "checkpoints" / "latest" / "policy.pt").policy
     assert policy.kind == "residual" and policy.config.base_hash == digest
+    # Its critic scores executed actions, as the run's critics do.
+    critic = load_critic(tmp_path / "run" / "checkpoints" / "latest" / "critic.pt").critic
+    batch = loop.replay.online.sample(8)
+    with torch.no_grad():
+        q = loop.algorithm.critic(loop.algorithm.encoder(batch.state), batch.action).mean(0)
+    torch.testing.assert_close(critic.scores(batch.state, {}, batch.action.unsqueeze(1))[:, 0], q)
 
 
 def test_a_resume_over_another_base_is_refused(setup, tmp_path):

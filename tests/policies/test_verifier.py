@@ -15,8 +15,8 @@ from policies.configs import (
     HybridGripperPolicyConfig,
     ResidualPolicyConfig,
 )
-from policies.critics import CriticEnsemble, make_critic
-from policies.policy_files import load_critic, save_critic, save_policy
+from policies.critics import CriticEnsemble, make_critic, vectorized_state_dict
+from policies.policy_files import load_critic, load_policy, save_critic, save_policy
 from policies.residual import ResidualPolicy
 from policies.sac import GaussianPolicy, HybridGripperPolicy, make_encoder
 from policies.verifier import BestOfN, CriticVerifier
@@ -95,10 +95,12 @@ def test_a_gaussians_first_candidate_is_its_deterministic_action(tmp_path, kind)
 def test_policies_that_do_not_sample_refuse(tmp_path):
     chunk = ChunkBCPolicy.build(SPEC, BCPolicyConfig(hidden=(8,)))
     with pytest.raises(ValueError, match="a bc-chunk policy has one action per observation"):
-        BestOfN(chunk, distance_verifier(), n=4).act_batch(states(1), {})
+        BestOfN(chunk, distance_verifier(), n=4)
     hybrid = HybridGripperPolicy.build(SPEC, HybridGripperPolicyConfig(hidden=(8,), gripper_hidden=(8,)))
     with pytest.raises(ValueError, match="a hybrid-gripper policy has one action"):
         hybrid.candidates(states(1), {}, 4, torch.Generator())
+    with pytest.raises(ValueError, match="a hybrid-gripper policy has one action"):
+        BestOfN(hybrid, distance_verifier(), n=4)
     with pytest.raises(ValueError, match="N >= 1"):
         BestOfN(chunk, distance_verifier(), n=0)
     other = GaussianPolicy.build(PolicySpec(state_dim=4, action_dim=2), GaussianPolicyConfig(hidden=(8,)))
@@ -133,3 +135,38 @@ def test_a_critic_file_scores_as_the_critic_it_was_saved_from(tmp_path):
         load_critic(policy_file)
     with pytest.raises(ValueError, match=r"critic model .*none\.pt: no such file"):
         load_critic(tmp_path / "none.pt")
+
+
+def test_a_residual_over_a_chunked_base_steps_the_base_once_per_action(tmp_path):
+    """The base's acting state (a chunk plan, temporally ensembled) advances once per control step,
+    however many candidates are drawn: a fresh residual's first candidate is the base's own action."""
+    base = ChunkBCPolicy.build(SPEC, BCPolicyConfig(hidden=(16,), chunk_size=3), seed=4)
+    path = tmp_path / "chunk.pt"
+    digest = save_policy(path, base, {})
+    config = ResidualPolicyConfig(hidden=(16,), base=str(path), base_hash=digest)
+    residual = ResidualPolicy.build(SPEC, config, seed=5)
+    alone = load_policy(path).policy
+    best = BestOfN(residual, distance_verifier(), n=8)
+    best.reset(), alone.reset()
+    generator = torch.Generator().manual_seed(0)
+    for t in range(5):
+        state = states(3) + t  # a different observation every step
+        expected = alone.act_batch(state, {}, deterministic=True)
+        candidates = residual.candidates(state, {}, 8, generator)
+        torch.testing.assert_close(candidates[:, 0], expected)  # zero-initialised residual: the base
+        assert bool(((candidates - expected.unsqueeze(1)).abs() <= config.scale + 1e-6).all())
+
+
+def test_the_vectorised_layout_of_a_loop_ensemble_scores_the_same():
+    generator = torch.Generator().manual_seed(3)
+    features, actions = torch.randn(7, 5, generator=generator), torch.rand(7, 2, generator=generator) * 2 - 1
+    for layer_norm in (True, False):
+        torch.manual_seed(1)
+        loop = make_critic("loop", 5, 2, (16, 8), 3, layer_norm)
+        with torch.no_grad():  # LayerNorm affines away from 1 and 0, so a swapped layout shows
+            for parameter in loop.parameters():
+                parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.3)
+        vectorized = make_critic("vectorized", 5, 2, (16, 8), 3, layer_norm)
+        vectorized.load_state_dict(vectorized_state_dict(loop))
+        with torch.no_grad():
+            torch.testing.assert_close(vectorized(features, actions), loop(features, actions))
