@@ -1,8 +1,8 @@
 """Critic-ranked sampling (SORL's best-of-N): a sampling policy draws N candidate actions per
 observation and the one a trained critic scores highest is executed. `CriticVerifier` is a run's
 critic ensemble and its encoder, frozen (a checkpoint's critic.pt); `BestOfN` wraps any policy
-with `candidates` (sac, residual, bc-gaussian, bc-shortcut) as a policy of its own, so validate and
-the actor's composition run it like any other."""
+with `candidates` (sac, residual, bc-gaussian, bc-shortcut) as a policy of its own, so validate's
+rollouts (the actor's composition) and `bench actor` run it like any other."""
 
 from __future__ import annotations
 
