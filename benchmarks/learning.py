@@ -117,6 +117,14 @@ def finished(run: Path, steps: int) -> bool:
     return any(row.get("final") and row["env_steps"] >= steps for row in run_rows(run))
 
 
+def call_logged(argv: list[str], log: Path, threads: int, stdout: Path | None = None) -> int:
+    """Run a command with `threads` OpenMP threads, its output appended to `log` (its stdout to
+    `stdout` when given); returns its exit status."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    with open(log, "a") as err, open(stdout or log, "a") as out:
+        return subprocess.call(argv, stdout=out, stderr=err, env=env)
+
+
 def train_one(task: LearningTask, seed: int, out: Path, threads: int) -> Path:
     """One run to its end: read back when done, resumed when stopped half way. Raises on failure,
     naming the log."""
@@ -128,9 +136,7 @@ def train_one(task: LearningTask, seed: int, out: Path, threads: int) -> Path:
         shutil.rmtree(run)  # died before its first checkpoint: nothing to keep
     run.parent.mkdir(parents=True, exist_ok=True)
     log = run.parent / f"seed{seed}.log"
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    with open(log, "a") as f:
-        code = subprocess.call(command_line(task, seed, run, threads, resume), stdout=f, stderr=f, env=env)
+    code = call_logged(command_line(task, seed, run, threads, resume), log, threads)
     if code != 0:
         raise RuntimeError(f"{task.name} seed {seed}: realrl train exited {code}; see {log}")
     return run

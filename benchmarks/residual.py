@@ -13,15 +13,13 @@ Every stage is read back when its output exists and runs are resumed when stoppe
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from benchmarks.configs import BenchResidualConfig
-from benchmarks.learning import REACH, LearningTask, run_rows, stability, train_all
+from benchmarks.learning import REACH, LearningTask, call_logged, run_rows, stability, train_all
 from formats.config import to_dict
 from learner.metrics import is_eval_row
 
@@ -34,9 +32,7 @@ TARGET_RATIO = 0.5  # the issue's bar: residual needs at most half RLPD's env st
 def realrl(argv: list[str], log: Path, stdout: Path | None = None) -> None:
     """Run one `realrl` command, its output appended to `log` (its stdout to `stdout` when given);
     raise naming the log if it fails."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with open(log, "a") as err, open(stdout or log, "a") as out:
-        code = subprocess.call([sys.executable, "-m", "realrl.cli", *argv], stdout=out, stderr=err, env=env)
+    code = call_logged([sys.executable, "-m", "realrl.cli", *argv], log, threads=1, stdout=stdout)
     if code != 0:
         raise RuntimeError(f"realrl {' '.join(argv[:2])} exited {code}; see {log}")
 

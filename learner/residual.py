@@ -22,13 +22,7 @@ from learner.sac import SACAlgorithm
 from policies import PolicySpec
 from policies.configs import ResidualPolicyConfig
 from policies.networks import TanhGaussianActor
-from policies.residual import ResidualPolicy, load_base, zero_last_layer
-
-
-def executed_action(base_action: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """clip(base + residual) into the action bounds; (B, A) each."""
-    assert base_action.shape == residual.shape, (base_action.shape, residual.shape)
-    return (base_action + residual).clamp(-1.0, 1.0)
+from policies.residual import ResidualPolicy, executed_action, load_base, zero_last_layer
 
 
 class ResidualSACAlgorithm(SACAlgorithm):

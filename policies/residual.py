@@ -32,6 +32,12 @@ def zero_last_layer(actor: TanhGaussianActor, noise: float = 1.0) -> TanhGaussia
     return actor
 
 
+def executed_action(base_action: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """clip(base + residual) into the action bounds, element by element (same shapes)."""
+    assert base_action.shape == residual.shape, (base_action.shape, residual.shape)
+    return (base_action + residual).clamp(-1.0, 1.0)
+
+
 def load_base(config: ResidualPolicyConfig, device="cpu") -> Policy:
     """The base of a residual: its model file, refused unless it is the base the residual was
     trained over (same content hash)."""
@@ -121,7 +127,7 @@ class ResidualPolicy(EncodedPolicy):
     ) -> torch.Tensor:
         """clip(base action + residual), (B, A)."""
         residual, _ = self.correction(self.features(state, images), base_action, deterministic)
-        return (base_action + residual).clamp(-1.0, 1.0)
+        return executed_action(base_action, residual)
 
     @torch.no_grad()
     def act_batch(
@@ -136,7 +142,7 @@ class ResidualPolicy(EncodedPolicy):
         base_action = self.base.act_batch(state, images, deterministic=True)
         inputs = torch.cat([self.features(state, images), base_action], dim=1)
         residual = self.actor.candidates(inputs, n, generator) * self.config.scale
-        return (base_action.unsqueeze(1) + residual).clamp(-1.0, 1.0)
+        return executed_action(base_action.unsqueeze(1).expand_as(residual), residual)
 
     @torch.no_grad()
     def correct(self, obs: dict[str, Any], base_action, deterministic: bool = False):

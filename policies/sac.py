@@ -46,6 +46,15 @@ def trunk_from_file(config: GaussianPolicyConfig) -> bool:
     return config.encoder.startswith(PRETRAINED_PREFIX)
 
 
+def without_file_trunk(
+    state: dict[str, torch.Tensor], config: GaussianPolicyConfig
+) -> dict[str, torch.Tensor]:
+    """`state` less a frozen trunk loaded from its own model file (named by path and hash instead)."""
+    if not trunk_from_file(config):
+        return state
+    return {k: v for k, v in state.items() if not k.startswith(FILE_TRUNK_KEYS)}
+
+
 def make_actor(input_dim: int, action_dim: int, config: GaussianPolicyConfig) -> TanhGaussianActor:
     return TanhGaussianActor(input_dim, action_dim, config.hidden, config.log_std_min, config.log_std_max)
 
@@ -89,10 +98,7 @@ class EncodedPolicy(Policy):
     def pushed_state_dict(self) -> dict[str, torch.Tensor]:
         """A frozen trunk from a model file stays out: the actor loads the same file, checked by its
         hash (make_encoder), instead of receiving those weights with every push."""
-        state = self.state_dict()
-        if trunk_from_file(self.config):
-            state = {k: v for k, v in state.items() if not k.startswith(FILE_TRUNK_KEYS)}
-        return state
+        return without_file_trunk(self.state_dict(), self.config)
 
     def features(self, state: torch.Tensor, images: dict[str, torch.Tensor]) -> torch.Tensor:
         """Encoder features of un-augmented observations (acting)."""

@@ -17,7 +17,7 @@ from policies.base import Policy, PolicySpec, copy_weights, not_sampling
 from policies.configs import CriticConfig
 from policies.critics import CriticEnsemble, vectorized_state_dict
 from policies.encoders import ObservationEncoder
-from policies.sac import FILE_TRUNK_KEYS, make_encoder, observation_features, trunk_from_file
+from policies.sac import make_encoder, observation_features, without_file_trunk
 
 
 class CriticVerifier(nn.Module):
@@ -60,10 +60,9 @@ class CriticVerifier(nn.Module):
         """What its file holds: the encoder but a frozen trunk from its own model file (named by
         hash), and the ensemble in the vectorised layout (on a CPU a run trains the loop one, which
         is 5-8x slower to score 1-16 candidates with: 2.0 vs 0.4 ms for 4, one thread)."""
-        state = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
-        if trunk_from_file(self.config):
-            state = {k: v for k, v in state.items() if not k.startswith(FILE_TRUNK_KEYS)}
-        return {**state, **{f"critic.{k}": v for k, v in vectorized_state_dict(self.critic).items()}}
+        encoder = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
+        critic = {f"critic.{k}": v for k, v in vectorized_state_dict(self.critic).items()}
+        return {**without_file_trunk(encoder, self.config), **critic}
 
     def load_weights(self, weights: dict[str, Any]) -> None:
         copy_weights(self.pushed_state_dict(), weights, "critic")

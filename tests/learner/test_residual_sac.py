@@ -9,11 +9,12 @@ from test_replay import make_episode
 from test_sac import random_batch, small_config
 
 from actors.composition import ActionPipeline
-from learner.residual import ResidualSACAlgorithm, executed_action
+from learner.residual import ResidualSACAlgorithm
 from policies import PolicySpec
 from policies.bc import ChunkBCPolicy
 from policies.configs import BCPolicyConfig, ResidualPolicyConfig
 from policies.policy_files import save_policy
+from policies.residual import executed_action
 
 SPEC = PolicySpec(state_dim=6, action_dim=3)
 
